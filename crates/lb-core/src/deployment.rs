@@ -1,0 +1,173 @@
+//! Deployments and model groups.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::secret::Secret;
+
+/// The id of one deployment (`model_info.id`, or derived from its entry).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeploymentId(Arc<str>);
+
+impl DeploymentId {
+    /// Wraps an id.
+    pub fn new(id: impl Into<Arc<str>>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for DeploymentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for DeploymentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Borrow<str> for DeploymentId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for DeploymentId {
+    fn from(s: &str) -> Self {
+        Self::new(s)
+    }
+}
+
+/// One upstream endpoint serving a model: a provider, a model name, a base
+/// URL and credentials, with the routing settings LiteLLM's `litellm_params`
+/// carry.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    /// Unique id.
+    pub id: DeploymentId,
+    /// The model group (`model_name`) this deployment serves.
+    pub model_group: Arc<str>,
+    /// The provider name from the `provider/model` prefix (`openai`, `azure`, `groq`, ...).
+    pub provider: Arc<str>,
+    /// The model name sent upstream (the part after the provider prefix).
+    pub model: String,
+    /// Base URL of the upstream API.
+    pub api_base: Option<String>,
+    /// API key.
+    pub api_key: Option<Secret>,
+    /// API version (Azure).
+    pub api_version: Option<String>,
+    /// Shuffle weight.
+    pub weight: Option<f64>,
+    /// Requests per minute.
+    pub rpm: Option<u64>,
+    /// Tokens per minute.
+    pub tpm: Option<u64>,
+    /// Priority level; lower is preferred.
+    pub order: Option<u32>,
+    /// Timeout of a call (to the full response; for streams see `stream_timeout`).
+    pub timeout: Option<Duration>,
+    /// Timeout to the first chunk of a stream.
+    pub stream_timeout: Option<Duration>,
+    /// Retries for calls routed here.
+    pub num_retries: Option<u32>,
+    /// Tags for tag routing.
+    pub tags: Vec<String>,
+    /// Price per input token, USD.
+    pub input_cost_per_token: Option<f64>,
+    /// Price per output token, USD.
+    pub output_cost_per_token: Option<f64>,
+    /// Request fields every call to this deployment sends (from `litellm_params`
+    /// keys the router does not interpret, e.g. `temperature`), unless the
+    /// request sets them itself.
+    pub default_params: Map<String, Value>,
+}
+
+impl Deployment {
+    /// A deployment of `provider`/`model` serving `model_group`, with no
+    /// limits, credentials or base URL.
+    pub fn new(
+        id: impl Into<DeploymentId>,
+        model_group: &str,
+        provider: &str,
+        model: impl Into<String>,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            model_group: model_group.into(),
+            provider: provider.into(),
+            model: model.into(),
+            api_base: None,
+            api_key: None,
+            api_version: None,
+            weight: None,
+            rpm: None,
+            tpm: None,
+            order: None,
+            timeout: None,
+            stream_timeout: None,
+            num_retries: None,
+            tags: Vec::new(),
+            input_cost_per_token: None,
+            output_cost_per_token: None,
+            default_params: Map::new(),
+        }
+    }
+
+    /// Sets the base URL.
+    pub fn with_api_base(mut self, api_base: impl Into<String>) -> Self {
+        self.api_base = Some(api_base.into());
+        self
+    }
+
+    /// Sets the API key.
+    pub fn with_api_key(mut self, key: Secret) -> Self {
+        self.api_key = Some(key);
+        self
+    }
+
+    /// Sets the shuffle weight.
+    pub fn with_weight(mut self, weight: f64) -> Self {
+        self.weight = Some(weight);
+        self
+    }
+}
+
+impl From<String> for DeploymentId {
+    fn from(s: String) -> Self {
+        Self::new(s)
+    }
+}
+
+/// All deployments sharing one `model_name`.
+#[derive(Debug, Clone)]
+pub struct ModelGroup {
+    /// The group name clients send as `model`.
+    pub name: Arc<str>,
+    /// Its deployments, in config order.
+    pub deployments: Vec<Arc<Deployment>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_deployment_hides_key() {
+        let d = Deployment::new("d1", "g", "openai", "gpt-4o").with_api_key(Secret::new("sk-abc"));
+        let dbg = format!("{d:?}");
+        assert!(!dbg.contains("sk-abc"));
+        assert!(dbg.contains("\"d1\""));
+    }
+}

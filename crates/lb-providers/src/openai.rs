@@ -1,0 +1,429 @@
+//! The OpenAI-compatible client (OpenAI, Azure OpenAI, and compatible APIs).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::{StreamExt, stream};
+use lb_core::{
+    ChatCompletionRequest, ChatCompletionResponse, ChunkStream, Deployment, EmbeddingRequest,
+    EmbeddingResponse, ErrorClass, Secret, SharedClock, SystemClock, UpstreamError,
+};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Map, Value};
+
+use crate::classify::classify_error;
+use crate::registry::{Flavor, spec_of};
+use crate::{Provider, ProviderConfigError};
+
+/// Azure `api-version` used when a deployment sets none.
+pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
+
+/// The pooled HTTP client every deployment shares.
+#[derive(Debug, Clone)]
+pub struct HttpClient(reqwest::Client);
+
+impl HttpClient {
+    /// A client with keep-alive pooling and no global timeout (calls set their own).
+    pub fn new() -> Self {
+        let client = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .tcp_nodelay(true)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self(client)
+    }
+
+    /// Wraps a client built elsewhere.
+    pub fn from_reqwest(client: reqwest::Client) -> Self {
+        Self(client)
+    }
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Removes a deployment's API key from text that came back from upstream.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Redactor(Option<Secret>);
+
+impl Redactor {
+    pub(crate) fn redact(&self, text: String) -> String {
+        match &self.0 {
+            Some(key) if key.expose().len() >= 4 && text.contains(key.expose()) => {
+                text.replace(key.expose(), "***")
+            }
+            _ => text,
+        }
+    }
+}
+
+/// A client for one OpenAI-compatible deployment.
+#[derive(Debug, Clone)]
+pub struct OpenAiCompatible {
+    http: reqwest::Client,
+    api_base: String,
+    chat_url: String,
+    embeddings_url: String,
+    auth: Option<(HeaderName, HeaderValue)>,
+    model: String,
+    default_params: Map<String, Value>,
+    redactor: Redactor,
+    clock: SharedClock,
+}
+
+impl OpenAiCompatible {
+    /// Builds the client for `deployment`, whose `provider` must be one of
+    /// [`crate::known_providers`].
+    pub fn new(http: &HttpClient, deployment: &Deployment) -> Result<Self, ProviderConfigError> {
+        Self::with_clock(http, deployment, SystemClock::shared())
+    }
+
+    /// Like [`OpenAiCompatible::new`], reading time (for `Retry-After` dates) from `clock`.
+    pub fn with_clock(
+        http: &HttpClient,
+        deployment: &Deployment,
+        clock: SharedClock,
+    ) -> Result<Self, ProviderConfigError> {
+        let spec = spec_of(&deployment.provider).ok_or_else(|| {
+            match crate::resolve_model(&format!("{}/x", deployment.provider)) {
+                Err(e) => e,
+                Ok(_) => ProviderConfigError::UnknownProvider {
+                    provider: deployment.provider.to_string(),
+                    supported: String::new(),
+                },
+            }
+        })?;
+        let base = deployment
+            .api_base
+            .as_deref()
+            .or(spec.default_api_base)
+            .ok_or_else(|| ProviderConfigError::MissingApiBase {
+                provider: spec.name.to_owned(),
+            })?;
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ProviderConfigError::BadApiBase {
+                api_base: base.to_owned(),
+            });
+        }
+        let mut base = base.trim_end_matches('/').to_owned();
+        if matches!(spec.name, "ollama" | "ollama_chat") && !base.ends_with("/v1") {
+            base.push_str("/v1");
+        }
+        let (chat_url, embeddings_url, auth_name, auth_value) = match spec.flavor {
+            Flavor::OpenAi => (
+                format!("{base}/chat/completions"),
+                format!("{base}/embeddings"),
+                AUTHORIZATION,
+                deployment.api_key.as_ref().map(|k| format!("Bearer {}", k.expose())),
+            ),
+            Flavor::Azure => {
+                let version = deployment
+                    .api_version
+                    .as_deref()
+                    .unwrap_or(DEFAULT_AZURE_API_VERSION);
+                let prefix = format!("{base}/openai/deployments/{}", deployment.model);
+                (
+                    format!("{prefix}/chat/completions?api-version={version}"),
+                    format!("{prefix}/embeddings?api-version={version}"),
+                    HeaderName::from_static("api-key"),
+                    deployment.api_key.as_ref().map(|k| k.expose().to_owned()),
+                )
+            }
+        };
+        let auth = match auth_value {
+            Some(v) => {
+                let mut value = HeaderValue::from_str(&v).map_err(|_| ProviderConfigError::BadApiKey)?;
+                value.set_sensitive(true);
+                Some((auth_name, value))
+            }
+            None => None,
+        };
+        Ok(Self {
+            http: http.0.clone(),
+            api_base: base,
+            chat_url,
+            embeddings_url,
+            auth,
+            model: deployment.model.clone(),
+            default_params: deployment.default_params.clone(),
+            redactor: Redactor(deployment.api_key.clone()),
+            clock,
+        })
+    }
+
+    async fn send<B: Serialize + ?Sized>(
+        &self,
+        url: &str,
+        body: &B,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| {
+            UpstreamError::new(ErrorClass::BadRequest, format!("request cannot be encoded: {e}"))
+        })?;
+        let mut req = self
+            .http
+            .post(url)
+            .header(CONTENT_TYPE, "application/json")
+            .body(bytes);
+        if let Some((name, value)) = &self.auth {
+            req = req.header(name.clone(), value.clone());
+        }
+        let resp = req.send().await.map_err(|e| self.transport_error(&e))?;
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(resp);
+        }
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.unwrap_or_default();
+        let mut err = classify_error(status, &headers, &body, self.clock.wall());
+        err.message = self.redactor.redact(err.message);
+        Err(err)
+    }
+
+    fn transport_error(&self, e: &reqwest::Error) -> UpstreamError {
+        let class = if e.is_timeout() {
+            ErrorClass::Timeout
+        } else {
+            ErrorClass::Connection
+        };
+        // reqwest's Display names the URL (no credentials in it) and the cause chain.
+        let mut msg = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            msg.push_str(": ");
+            msg.push_str(&s.to_string());
+            source = s.source();
+        }
+        UpstreamError::new(class, self.redactor.redact(msg))
+    }
+
+    fn unreadable(&self, what: &str, e: impl std::fmt::Display) -> UpstreamError {
+        UpstreamError::new(
+            ErrorClass::ServerError,
+            self.redactor.redact(format!("unreadable {what} from upstream: {e}")),
+        )
+    }
+}
+
+fn timed_out(timeout: Duration) -> UpstreamError {
+    UpstreamError::new(
+        ErrorClass::Timeout,
+        format!("no response from upstream within {timeout:?}"),
+    )
+}
+
+/// The chat body sent upstream: the request with the deployment's model name
+/// and its default parameters (request fields win).
+struct ChatBody<'a> {
+    req: &'a ChatCompletionRequest,
+    model: &'a str,
+    defaults: &'a Map<String, Value>,
+}
+
+impl Serialize for ChatBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.req;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("model", self.model)?;
+        m.serialize_entry("messages", &r.messages)?;
+        if let Some(v) = &r.stream {
+            m.serialize_entry("stream", v)?;
+        }
+        if let Some(v) = &r.stream_options {
+            m.serialize_entry("stream_options", v)?;
+        }
+        if let Some(v) = &r.max_tokens {
+            m.serialize_entry("max_tokens", v)?;
+        }
+        if let Some(v) = &r.max_completion_tokens {
+            m.serialize_entry("max_completion_tokens", v)?;
+        }
+        for (k, v) in &r.extra {
+            m.serialize_entry(k, v)?;
+        }
+        for (k, v) in self.defaults {
+            if !(r.extra.contains_key(k) || request_sets(r, k)) {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.end()
+    }
+}
+
+fn request_sets(r: &ChatCompletionRequest, key: &str) -> bool {
+    match key {
+        "stream" => r.stream.is_some(),
+        "stream_options" => r.stream_options.is_some(),
+        "max_tokens" => r.max_tokens.is_some(),
+        "max_completion_tokens" => r.max_completion_tokens.is_some(),
+        "model" | "messages" => true,
+        _ => false,
+    }
+}
+
+struct EmbeddingBody<'a> {
+    req: &'a EmbeddingRequest,
+    model: &'a str,
+    defaults: &'a Map<String, Value>,
+}
+
+impl Serialize for EmbeddingBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("model", self.model)?;
+        m.serialize_entry("input", &self.req.input)?;
+        for (k, v) in &self.req.extra {
+            m.serialize_entry(k, v)?;
+        }
+        for (k, v) in self.defaults {
+            if !self.req.extra.contains_key(k) && k != "model" && k != "input" {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.end()
+    }
+}
+
+#[async_trait]
+impl Provider for OpenAiCompatible {
+    async fn chat(
+        &self,
+        req: &ChatCompletionRequest,
+        timeout: Duration,
+    ) -> Result<ChatCompletionResponse, UpstreamError> {
+        let body = ChatBody {
+            req,
+            model: &self.model,
+            defaults: &self.default_params,
+        };
+        let call = async {
+            let resp = self.send(&self.chat_url, &body).await?;
+            let bytes = resp.bytes().await.map_err(|e| self.transport_error(&e))?;
+            serde_json::from_slice::<ChatCompletionResponse>(&bytes)
+                .map_err(|e| self.unreadable("chat completion", e))
+        };
+        tokio::time::timeout(timeout, call)
+            .await
+            .unwrap_or_else(|_| Err(timed_out(timeout)))
+    }
+
+    async fn chat_stream(
+        &self,
+        req: &ChatCompletionRequest,
+        timeout: Duration,
+    ) -> Result<ChunkStream, UpstreamError> {
+        let body = ChatBody {
+            req,
+            model: &self.model,
+            defaults: &self.default_params,
+        };
+        let first = async {
+            let resp = self.send(&self.chat_url, &body).await?;
+            let mut chunks = Box::pin(crate::sse::chunks(resp, self.redactor.clone()));
+            match chunks.next().await {
+                Some(Ok(first)) => Ok((first, chunks)),
+                Some(Err(e)) => Err(e),
+                None => Err(UpstreamError::new(
+                    ErrorClass::Connection,
+                    "upstream stream ended before the first chunk",
+                )),
+            }
+        };
+        let (first, rest) = tokio::time::timeout(timeout, first)
+            .await
+            .unwrap_or_else(|_| Err(timed_out(timeout)))?;
+        Ok(Box::pin(stream::once(async move { Ok(first) }).chain(rest)))
+    }
+
+    async fn embedding(
+        &self,
+        req: &EmbeddingRequest,
+        timeout: Duration,
+    ) -> Result<EmbeddingResponse, UpstreamError> {
+        let body = EmbeddingBody {
+            req,
+            model: &self.model,
+            defaults: &self.default_params,
+        };
+        let call = async {
+            let resp = self.send(&self.embeddings_url, &body).await?;
+            let bytes = resp.bytes().await.map_err(|e| self.transport_error(&e))?;
+            serde_json::from_slice::<EmbeddingResponse>(&bytes)
+                .map_err(|e| self.unreadable("embeddings response", e))
+        };
+        tokio::time::timeout(timeout, call)
+            .await
+            .unwrap_or_else(|_| Err(timed_out(timeout)))
+    }
+
+    fn api_base(&self) -> &str {
+        &self.api_base
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lb_core::ChatMessage;
+
+    #[test]
+    fn body_uses_deployment_model_and_defaults_yield_to_request() {
+        let mut req = ChatCompletionRequest::new("group", vec![ChatMessage::user("hi")]);
+        req.extra.insert("temperature".into(), 0.1.into());
+        req.extra.insert("tools".into(), serde_json::json!([{"type": "function"}]));
+        let mut defaults = Map::new();
+        defaults.insert("temperature".into(), 0.9.into());
+        defaults.insert("top_p".into(), 0.5.into());
+        let body = serde_json::to_value(ChatBody {
+            req: &req,
+            model: "gpt-4o-mini",
+            defaults: &defaults,
+        })
+        .unwrap();
+        assert_eq!(body["model"], "gpt-4o-mini");
+        assert_eq!(body["temperature"], 0.1);
+        assert_eq!(body["top_p"], 0.5);
+        assert_eq!(body["tools"][0]["type"], "function");
+    }
+
+    #[test]
+    fn azure_urls_and_header() {
+        let mut d = Deployment::new("a", "g", "azure", "my-deploy")
+            .with_api_base("https://x.openai.azure.com/")
+            .with_api_key(Secret::new("azkey"));
+        d.api_version = Some("2024-06-01".into());
+        let c = OpenAiCompatible::new(&HttpClient::new(), &d).unwrap();
+        assert_eq!(
+            c.chat_url,
+            "https://x.openai.azure.com/openai/deployments/my-deploy/chat/completions?api-version=2024-06-01"
+        );
+        let (name, value) = c.auth.as_ref().unwrap();
+        assert_eq!(name.as_str(), "api-key");
+        assert!(value.is_sensitive());
+        assert!(!format!("{c:?}").contains("azkey"));
+    }
+
+    #[test]
+    fn missing_base_and_bad_base_are_errors() {
+        let d = Deployment::new("a", "g", "azure", "m");
+        assert!(matches!(
+            OpenAiCompatible::new(&HttpClient::new(), &d),
+            Err(ProviderConfigError::MissingApiBase { .. })
+        ));
+        let d = Deployment::new("a", "g", "openai", "m").with_api_base("ftp://x");
+        assert!(matches!(
+            OpenAiCompatible::new(&HttpClient::new(), &d),
+            Err(ProviderConfigError::BadApiBase { .. })
+        ));
+    }
+
+    #[test]
+    fn redactor_hides_key() {
+        let r = Redactor(Some(Secret::new("sk-secret-1")));
+        assert_eq!(r.redact("bad key sk-secret-1 given".into()), "bad key *** given");
+    }
+}
