@@ -1,0 +1,223 @@
+//! The typed builder: every config setting, reachable from Rust.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use lb_core::{Deployment, DeploymentId, SharedClock, SystemClock};
+use lb_health::DeploymentStats;
+use lb_providers::{HttpClient, OpenAiCompatible, Provider};
+use lb_strategies::Strategy;
+use rand::rngs::SmallRng;
+use rand::{RngCore, SeedableRng};
+
+use crate::config::{AliasTarget, RouterConfig, RouterSettings};
+use crate::error::ConfigError;
+use crate::router::{Entry, Inner, Router};
+
+/// Builds a [`Router`] from deployments and settings.
+#[derive(Default)]
+pub struct RouterBuilder {
+    deployments: Vec<Deployment>,
+    paths: Vec<String>,
+    providers: HashMap<DeploymentId, Arc<dyn Provider>>,
+    settings: RouterSettings,
+    strategy: Option<Box<dyn Strategy>>,
+    clock: Option<SharedClock>,
+    http: Option<HttpClient>,
+    warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for RouterBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterBuilder")
+            .field("deployments", &self.deployments)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RouterBuilder {
+    /// An empty builder with LiteLLM's defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A builder holding everything a config file says.
+    pub fn from_config(config: RouterConfig) -> Self {
+        Self {
+            paths: config.deployment_paths,
+            deployments: config.deployments,
+            settings: config.settings,
+            warnings: config.warnings,
+            ..Self::default()
+        }
+    }
+
+    /// Adds a deployment (its client is built from its provider prefix).
+    pub fn deployment(mut self, deployment: Deployment) -> Self {
+        self.paths.push(format!("deployments[{}]", self.deployments.len()));
+        self.deployments.push(deployment);
+        self
+    }
+
+    /// Adds a deployment served by a custom provider implementation.
+    pub fn deployment_with_provider(mut self, deployment: Deployment, provider: Arc<dyn Provider>) -> Self {
+        self.providers.insert(deployment.id.clone(), provider);
+        self.deployment(deployment)
+    }
+
+    /// Replaces the routing strategy (default: the one the settings name).
+    pub fn strategy(mut self, strategy: Box<dyn Strategy>) -> Self {
+        self.strategy = Some(strategy);
+        self
+    }
+
+    /// Retries within a group after the first failure (default 2).
+    pub fn num_retries(mut self, n: u32) -> Self {
+        self.settings.num_retries = n;
+        self
+    }
+
+    /// Timeout of a call (default 600 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.settings.timeout = timeout;
+        self
+    }
+
+    /// Timeout to the first chunk of a stream.
+    pub fn stream_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.stream_timeout = Some(timeout);
+        self
+    }
+
+    /// Routes `alias` to `group`; hidden aliases are not listed.
+    pub fn alias(mut self, alias: impl Into<String>, group: impl Into<String>, hidden: bool) -> Self {
+        self.settings.model_group_alias.insert(
+            alias.into(),
+            AliasTarget {
+                group: group.into(),
+                hidden,
+            },
+        );
+        self
+    }
+
+    /// Seeds the routing RNG, for reproducible routing.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.settings.seed = Some(seed);
+        self
+    }
+
+    /// Reads time from `clock` (default: the system clock).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Uses `http` for every deployment (default: one new pooled client).
+    pub fn http_client(mut self, http: HttpClient) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// Validates everything and builds the router. Warnings about ignored
+    /// config keys are logged once, here.
+    pub fn build(self) -> Result<Router, ConfigError> {
+        let clock = self.clock.unwrap_or_else(SystemClock::shared);
+        let http = self.http.unwrap_or_default();
+        let mut providers = self.providers;
+        let mut entries = Vec::with_capacity(self.deployments.len());
+        let mut groups: HashMap<Arc<str>, Vec<usize>> = HashMap::new();
+        let mut group_order: Vec<Arc<str>> = Vec::new();
+        let mut by_id: HashMap<DeploymentId, usize> = HashMap::new();
+        for (i, d) in self.deployments.into_iter().enumerate() {
+            let path = self.paths.get(i).cloned().unwrap_or_else(|| format!("deployments[{i}]"));
+            if by_id.contains_key(&d.id) {
+                return Err(ConfigError::Invalid {
+                    path,
+                    message: format!("duplicate deployment id \"{}\"", d.id),
+                });
+            }
+            let provider: Arc<dyn Provider> = match providers.remove(&d.id) {
+                Some(p) => p,
+                None => Arc::new(OpenAiCompatible::with_clock(&http, &d, Arc::clone(&clock)).map_err(|e| {
+                    ConfigError::Invalid {
+                        path: format!("{path}.litellm_params"),
+                        message: e.to_string(),
+                    }
+                })?),
+            };
+            by_id.insert(d.id.clone(), i);
+            match groups.get_mut(&d.model_group) {
+                Some(members) => members.push(i),
+                None => {
+                    groups.insert(Arc::clone(&d.model_group), vec![i]);
+                    group_order.push(Arc::clone(&d.model_group));
+                }
+            }
+            entries.push(Entry {
+                deployment: Arc::new(d),
+                provider,
+                stats: Arc::new(DeploymentStats::default()),
+            });
+        }
+        for (alias, target) in &self.settings.model_group_alias {
+            if !groups.contains_key(target.group.as_str()) {
+                return Err(ConfigError::Invalid {
+                    path: format!("router_settings.model_group_alias.{alias}"),
+                    message: format!("model group \"{}\" does not exist", target.group),
+                });
+            }
+        }
+        for w in &self.warnings {
+            tracing::warn!("config: {w}");
+        }
+        let seed = self
+            .settings
+            .seed
+            .unwrap_or_else(|| SmallRng::from_os_rng().next_u64());
+        let strategy = self
+            .strategy
+            .unwrap_or_else(|| self.settings.routing_strategy.build());
+        Ok(Router {
+            inner: Arc::new(Inner {
+                entries,
+                groups,
+                group_order,
+                by_id,
+                aliases: self.settings.model_group_alias.clone(),
+                strategy,
+                settings: self.settings,
+                clock,
+                seed,
+                calls: AtomicU64::new(0),
+                warnings: self.warnings,
+            }),
+        })
+    }
+}
+
+impl Router {
+    /// A builder with LiteLLM's defaults.
+    pub fn builder() -> RouterBuilder {
+        RouterBuilder::new()
+    }
+
+    /// A router from a validated config.
+    pub fn from_config(config: RouterConfig) -> Result<Router, ConfigError> {
+        RouterBuilder::from_config(config).build()
+    }
+
+    /// A router from LiteLLM proxy config YAML.
+    pub fn from_yaml(text: &str) -> Result<Router, ConfigError> {
+        Self::from_config(RouterConfig::from_yaml(text)?)
+    }
+
+    /// A router from a LiteLLM proxy config file.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Router, ConfigError> {
+        Self::from_config(RouterConfig::from_path(path)?)
+    }
+}

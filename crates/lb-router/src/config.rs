@@ -1,0 +1,877 @@
+//! LiteLLM's proxy config (`model_list`, `router_settings`, ...) read into
+//! validated settings.
+//!
+//! Bad values are refused with the exact path and value
+//! (`model_list[2].litellm_params.rpm: expected a positive integer, got "ten"`).
+//! Keys this project does not implement are collected as warnings, reported
+//! once at start-up by name, never fatal.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use lb_core::{Deployment, DeploymentId, Secret};
+use lb_strategies::StrategyKind;
+use serde_yaml::Value;
+use sha2::{Digest, Sha256};
+
+use crate::error::ConfigError;
+
+/// Timeout of a call when neither request, deployment nor router sets one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+/// Retries within a group when nothing sets `num_retries`.
+pub const DEFAULT_NUM_RETRIES: u32 = 2;
+
+/// Where an alias points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasTarget {
+    /// The model group the alias resolves to.
+    pub group: String,
+    /// Hidden aliases are routable but not listed by `/v1/models`.
+    pub hidden: bool,
+}
+
+/// Router-wide settings (`router_settings`).
+#[derive(Debug, Clone)]
+pub struct RouterSettings {
+    /// The routing strategy.
+    pub routing_strategy: StrategyKind,
+    /// Retries within a group after the first failure.
+    pub num_retries: u32,
+    /// Timeout of a call.
+    pub timeout: Duration,
+    /// Timeout to the first chunk of a stream (else `timeout`).
+    pub stream_timeout: Option<Duration>,
+    /// `model_group_alias`.
+    pub model_group_alias: HashMap<String, AliasTarget>,
+    /// Seed of the routing RNG (random when unset).
+    pub seed: Option<u64>,
+}
+
+impl Default for RouterSettings {
+    fn default() -> Self {
+        Self {
+            routing_strategy: StrategyKind::SimpleShuffle,
+            num_retries: DEFAULT_NUM_RETRIES,
+            timeout: DEFAULT_TIMEOUT,
+            stream_timeout: None,
+            model_group_alias: HashMap::new(),
+            seed: None,
+        }
+    }
+}
+
+/// Gateway settings (`general_settings`).
+#[derive(Debug, Clone, Default)]
+pub struct GeneralSettings {
+    /// Bearer key clients must present; none means no auth.
+    pub master_key: Option<Secret>,
+    /// Largest accepted request body, in MiB.
+    pub max_request_size_mb: Option<u64>,
+}
+
+/// A whole config file, validated.
+#[derive(Debug, Clone, Default)]
+pub struct RouterConfig {
+    /// The deployments, in file order.
+    pub deployments: Vec<Deployment>,
+    /// `router_settings`.
+    pub settings: RouterSettings,
+    /// `general_settings`.
+    pub general: GeneralSettings,
+    /// Keys read but not implemented or not known, one message each.
+    pub warnings: Vec<String>,
+    /// The config path of each deployment, for errors found later.
+    pub(crate) deployment_paths: Vec<String>,
+}
+
+impl RouterConfig {
+    /// Reads a config from YAML text.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let root: Value =
+            serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        Parser::new(&root)?.parse(&root)
+    }
+
+    /// Reads a config file.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+            file: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::from_yaml(&text)
+    }
+}
+
+/// Request parameters a `litellm_params` entry may set as defaults for every
+/// call (sent upstream unless the request sets them).
+const FORWARDED_PARAMS: &[&str] = &[
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "n",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "user",
+    "response_format",
+    "reasoning_effort",
+    "parallel_tool_calls",
+    "service_tier",
+    "dimensions",
+    "encoding_format",
+];
+
+/// `litellm_params` keys LiteLLM knows that this project reads but does not
+/// act on yet.
+const PARAMS_NOT_IMPLEMENTED: &[&str] = &[
+    "max_parallel_requests",
+    "cooldown_time",
+    "max_budget",
+    "budget_duration",
+    "region_name",
+    "organization",
+    "base_model",
+    "mock_response",
+    "allowed_fails",
+    "supports_prefill",
+    "stream_idle_timeout",
+    "custom_llm_provider",
+    "max_retries",
+    "use_in_pass_through",
+    "merge_reasoning_content_in_choices",
+];
+
+const ROUTER_SETTINGS_NOT_IMPLEMENTED: &[&str] = &[
+    "routing_strategy_args",
+    "retry_after",
+    "allowed_fails",
+    "allowed_fails_policy",
+    "cooldown_time",
+    "max_cooldown_time",
+    "disable_cooldowns",
+    "retry_policy",
+    "model_group_retry_policy",
+    "fallbacks",
+    "context_window_fallbacks",
+    "content_policy_fallbacks",
+    "default_fallbacks",
+    "max_fallbacks",
+    "max_retry_after_wait",
+    "enable_pre_call_checks",
+    "enable_tag_filtering",
+    "optional_pre_call_checks",
+    "provider_budget_config",
+    "default_max_parallel_requests",
+    "redis_host",
+    "redis_port",
+    "redis_password",
+    "redis_url",
+    "redis_db",
+    "redis_fail_mode",
+    "cache_kwargs",
+    "cache_responses",
+    "caching_groups",
+    "client_ttl",
+    "default_litellm_params",
+    "polling_interval",
+    "default_priority",
+    "set_verbose",
+    "debug_level",
+    "alerting_config",
+    "router_general_settings",
+    "ignore_invalid_deployments",
+    "background_health_checks",
+    "health_check_interval",
+    "max_stream_continuations",
+    "stream_idle_timeout",
+    "model_cost_map",
+];
+
+struct Parser {
+    env_overlay: HashMap<String, String>,
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "null".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("{s:?}"),
+        Value::Sequence(_) => "a list".to_owned(),
+        Value::Mapping(_) => "a mapping".to_owned(),
+        Value::Tagged(t) => describe(&t.value),
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn invalid(path: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn mapping<'a>(v: &'a Value, path: &str) -> Result<Vec<(&'a str, &'a Value)>, ConfigError> {
+    match v {
+        Value::Mapping(m) => m
+            .iter()
+            .map(|(k, v)| match k {
+                Value::String(k) => Ok((k.as_str(), v)),
+                other => Err(invalid(path, format!("keys must be strings, got {}", describe(other)))),
+            })
+            .collect(),
+        Value::Null => Ok(Vec::new()),
+        other => Err(invalid(path, format!("expected a mapping, got {}", describe(other)))),
+    }
+}
+
+impl Parser {
+    fn new(root: &Value) -> Result<Self, ConfigError> {
+        let mut env_overlay = HashMap::new();
+        if let Some(vars) = root.get("environment_variables") {
+            for (k, v) in mapping(vars, "environment_variables")? {
+                let value = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    other => {
+                        return Err(invalid(
+                            &join("environment_variables", k),
+                            format!("expected a string, got {}", describe(other)),
+                        ));
+                    }
+                };
+                env_overlay.insert(k.to_owned(), value);
+            }
+        }
+        Ok(Self { env_overlay })
+    }
+
+    /// Resolves `os.environ/NAME` strings.
+    fn resolve(&self, v: &Value, path: &str) -> Result<Value, ConfigError> {
+        if let Value::String(s) = v {
+            if let Some(name) = s.strip_prefix("os.environ/") {
+                let value = self
+                    .env_overlay
+                    .get(name)
+                    .cloned()
+                    .or_else(|| std::env::var(name).ok())
+                    .ok_or_else(|| invalid(path, format!("environment variable {name} is not set")))?;
+                return Ok(Value::String(value));
+            }
+        }
+        Ok(v.clone())
+    }
+
+    fn string(&self, v: &Value, path: &str) -> Result<String, ConfigError> {
+        match self.resolve(v, path)? {
+            Value::String(s) => Ok(s),
+            Value::Number(n) => Ok(n.to_string()),
+            other => Err(invalid(path, format!("expected a string, got {}", describe(&other)))),
+        }
+    }
+
+    fn number(&self, v: &Value, path: &str, what: &str) -> Result<f64, ConfigError> {
+        let resolved = self.resolve(v, path)?;
+        let n = match &resolved {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        n.filter(|n| n.is_finite())
+            .ok_or_else(|| invalid(path, format!("expected {what}, got {}", describe(&resolved))))
+    }
+
+    fn positive_int(&self, v: &Value, path: &str) -> Result<u64, ConfigError> {
+        let what = "a positive integer";
+        let n = self.number(v, path, what)?;
+        if n >= 1.0 && n.fract() == 0.0 && n <= u64::MAX as f64 {
+            Ok(n as u64)
+        } else {
+            Err(invalid(path, format!("expected {what}, got {}", describe(&self.resolve(v, path)?))))
+        }
+    }
+
+    fn non_negative_int(&self, v: &Value, path: &str) -> Result<u64, ConfigError> {
+        let what = "a non-negative integer";
+        let n = self.number(v, path, what)?;
+        if n >= 0.0 && n.fract() == 0.0 && n <= u64::MAX as f64 {
+            Ok(n as u64)
+        } else {
+            Err(invalid(path, format!("expected {what}, got {}", describe(&self.resolve(v, path)?))))
+        }
+    }
+
+    fn small_int(&self, v: &Value, path: &str) -> Result<u32, ConfigError> {
+        let n = self.non_negative_int(v, path)?;
+        u32::try_from(n).map_err(|_| invalid(path, format!("expected at most {}, got {n}", u32::MAX)))
+    }
+
+    fn non_negative(&self, v: &Value, path: &str) -> Result<f64, ConfigError> {
+        let what = "a non-negative number";
+        let n = self.number(v, path, what)?;
+        if n >= 0.0 {
+            Ok(n)
+        } else {
+            Err(invalid(path, format!("expected {what}, got {}", describe(&self.resolve(v, path)?))))
+        }
+    }
+
+    fn seconds(&self, v: &Value, path: &str) -> Result<Duration, ConfigError> {
+        let what = "a positive number of seconds";
+        let n = self.number(v, path, what)?;
+        if n > 0.0 && n < 1e10 {
+            Ok(Duration::from_secs_f64(n))
+        } else {
+            Err(invalid(path, format!("expected {what}, got {}", describe(&self.resolve(v, path)?))))
+        }
+    }
+
+    fn boolean(&self, v: &Value, path: &str) -> Result<bool, ConfigError> {
+        match self.resolve(v, path)? {
+            Value::Bool(b) => Ok(b),
+            Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+            Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
+            other => Err(invalid(path, format!("expected true or false, got {}", describe(&other)))),
+        }
+    }
+
+    fn string_list(&self, v: &Value, path: &str) -> Result<Vec<String>, ConfigError> {
+        match v {
+            Value::Sequence(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| self.string(item, &format!("{path}[{i}]")))
+                .collect(),
+            Value::String(_) => Ok(vec![self.string(v, path)?]),
+            other => Err(invalid(path, format!("expected a list of strings, got {}", describe(other)))),
+        }
+    }
+
+    /// Python's `str()` of a value, as LiteLLM's id derivation sees it.
+    fn py_str(&self, v: &Value, path: &str) -> Result<String, ConfigError> {
+        Ok(match self.resolve(v, path)? {
+            Value::String(s) => s,
+            Value::Bool(true) => "True".to_owned(),
+            Value::Bool(false) => "False".to_owned(),
+            Value::Null => "None".to_owned(),
+            Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+                (Some(i), _) => i.to_string(),
+                (None, Some(f)) if f.fract() == 0.0 && f.abs() < 1e16 => format!("{f:.1}"),
+                _ => n.to_string(),
+            },
+            Value::Sequence(items) => {
+                let mut out = String::from("[");
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    match item {
+                        Value::String(s) => {
+                            let _ = write!(out, "'{s}'");
+                        }
+                        other => out.push_str(&self.py_str(other, path)?),
+                    }
+                }
+                out.push(']');
+                out
+            }
+            mapping @ Value::Mapping(_) => py_json_dumps(&mapping),
+            Value::Tagged(t) => self.py_str(&t.value, path)?,
+        })
+    }
+
+    fn parse(&self, root: &Value) -> Result<RouterConfig, ConfigError> {
+        let mut cfg = RouterConfig::default();
+        let mut litellm_num_retries = None;
+        let mut litellm_timeout = None;
+        for (key, value) in mapping(root, "")? {
+            match key {
+                "model_list" | "router_settings" | "general_settings" | "environment_variables" => {}
+                "litellm_settings" => {
+                    for (k, v) in mapping(value, "litellm_settings")? {
+                        let path = join("litellm_settings", k);
+                        match k {
+                            "num_retries" => litellm_num_retries = Some(self.small_int(v, &path)?),
+                            "request_timeout" => litellm_timeout = Some(self.seconds(v, &path)?),
+                            _ => cfg.warnings.push(format!("{path} is not implemented yet and is ignored")),
+                        }
+                    }
+                }
+                other => cfg
+                    .warnings
+                    .push(format!("{other} is not a known config section and is ignored")),
+            }
+        }
+        if let Some(n) = litellm_num_retries {
+            cfg.settings.num_retries = n;
+        }
+        if let Some(t) = litellm_timeout {
+            cfg.settings.timeout = t;
+        }
+        if let Some(list) = root.get("model_list") {
+            let Value::Sequence(entries) = list else {
+                return Err(invalid("model_list", format!("expected a list, got {}", describe(list))));
+            };
+            let mut seen: HashMap<DeploymentId, String> = HashMap::new();
+            for (i, entry) in entries.iter().enumerate() {
+                let path = format!("model_list[{i}]");
+                let (deployment, id_path) = self.deployment(entry, &path, &mut cfg.warnings)?;
+                if let Some(first) = seen.get(&deployment.id) {
+                    return Err(invalid(
+                        &id_path,
+                        format!(
+                            "duplicate deployment id \"{}\" (also {first}); give each entry its own model_info.id",
+                            deployment.id
+                        ),
+                    ));
+                }
+                seen.insert(deployment.id.clone(), path.clone());
+                cfg.deployments.push(deployment);
+                cfg.deployment_paths.push(path);
+            }
+        }
+        if let Some(rs) = root.get("router_settings") {
+            self.router_settings(rs, &mut cfg)?;
+        }
+        if let Some(gs) = root.get("general_settings") {
+            for (k, v) in mapping(gs, "general_settings")? {
+                let path = join("general_settings", k);
+                match k {
+                    "master_key" => {
+                        let key = self.string(v, &path)?;
+                        if key.is_empty() {
+                            return Err(invalid(&path, "expected a non-empty key"));
+                        }
+                        cfg.general.master_key = Some(Secret::new(key));
+                    }
+                    "max_request_size_mb" => {
+                        cfg.general.max_request_size_mb = Some(self.positive_int(v, &path)?);
+                    }
+                    _ => cfg.warnings.push(format!("{path} is not implemented yet and is ignored")),
+                }
+            }
+        }
+        Ok(cfg)
+    }
+
+    fn router_settings(&self, rs: &Value, cfg: &mut RouterConfig) -> Result<(), ConfigError> {
+        for (k, v) in mapping(rs, "router_settings")? {
+            let path = join("router_settings", k);
+            match k {
+                "routing_strategy" => {
+                    let name = self.string(v, &path)?;
+                    match StrategyKind::from_name(&name) {
+                        Some(kind) => cfg.settings.routing_strategy = kind,
+                        None if StrategyKind::LITELLM_NAMES.contains(&name.as_str()) => {
+                            cfg.warnings.push(format!(
+                                "{path}: \"{name}\" is not implemented yet; using simple-shuffle"
+                            ));
+                        }
+                        None => {
+                            return Err(invalid(
+                                &path,
+                                format!(
+                                    "expected one of {}, got {:?}",
+                                    StrategyKind::LITELLM_NAMES.join(", "),
+                                    name
+                                ),
+                            ));
+                        }
+                    }
+                }
+                "num_retries" => cfg.settings.num_retries = self.small_int(v, &path)?,
+                "timeout" => cfg.settings.timeout = self.seconds(v, &path)?,
+                "stream_timeout" => cfg.settings.stream_timeout = Some(self.seconds(v, &path)?),
+                "routing_seed" => cfg.settings.seed = Some(self.non_negative_int(v, &path)?),
+                "model_group_alias" => {
+                    for (alias, target) in mapping(v, &path)? {
+                        let apath = join(&path, alias);
+                        let t = match target {
+                            Value::Mapping(_) => {
+                                let mut group = None;
+                                let mut hidden = false;
+                                for (tk, tv) in mapping(target, &apath)? {
+                                    let tpath = join(&apath, tk);
+                                    match tk {
+                                        "model" => group = Some(self.string(tv, &tpath)?),
+                                        "hidden" => hidden = self.boolean(tv, &tpath)?,
+                                        _ => cfg.warnings.push(format!("{tpath} is not a known key and is ignored")),
+                                    }
+                                }
+                                let group = group.ok_or_else(|| invalid(&join(&apath, "model"), "required"))?;
+                                AliasTarget { group, hidden }
+                            }
+                            _ => AliasTarget {
+                                group: self.string(target, &apath)?,
+                                hidden: false,
+                            },
+                        };
+                        cfg.settings.model_group_alias.insert(alias.to_owned(), t);
+                    }
+                }
+                _ if ROUTER_SETTINGS_NOT_IMPLEMENTED.contains(&k) => {
+                    cfg.warnings.push(format!("{path} is not implemented yet and is ignored"));
+                }
+                _ => cfg
+                    .warnings
+                    .push(format!("{path} is not a known setting and is ignored")),
+            }
+        }
+        Ok(())
+    }
+
+    fn deployment(
+        &self,
+        entry: &Value,
+        path: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<(Deployment, String), ConfigError> {
+        let entry_map = mapping(entry, path)?;
+        let get = |k: &str| entry_map.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+        let name_path = join(path, "model_name");
+        let model_name = self.string(get("model_name").ok_or_else(|| invalid(&name_path, "required"))?, &name_path)?;
+        if model_name.is_empty() {
+            return Err(invalid(&name_path, "expected a non-empty name"));
+        }
+        let params_path = join(path, "litellm_params");
+        let params_value = get("litellm_params").ok_or_else(|| invalid(&params_path, "required"))?;
+        let params = mapping(params_value, &params_path)?;
+        let info_path = join(path, "model_info");
+        let info = match get("model_info") {
+            Some(v) => mapping(v, &info_path)?,
+            None => Vec::new(),
+        };
+        for (k, _) in &entry_map {
+            if !matches!(*k, "model_name" | "litellm_params" | "model_info" | "rpm" | "tpm") {
+                warnings.push(format!("{} is not a known key and is ignored", join(path, k)));
+            }
+        }
+
+        let model_path = join(&params_path, "model");
+        let model_value = params
+            .iter()
+            .find(|(k, _)| *k == "model")
+            .map(|(_, v)| *v)
+            .ok_or_else(|| invalid(&model_path, "required"))?;
+        let model = self.string(model_value, &model_path)?;
+        let resolved = lb_providers::resolve_model(&model).map_err(|e| invalid(&model_path, e.to_string()))?;
+
+        // id: explicit, else derived as LiteLLM does.
+        let (id, id_path) = match info.iter().find(|(k, _)| *k == "id") {
+            Some((_, v)) => {
+                let p = join(&info_path, "id");
+                let id = self.string(v, &p)?;
+                if id.is_empty() {
+                    return Err(invalid(&p, "expected a non-empty id"));
+                }
+                (id, p)
+            }
+            None => {
+                let mut text = model_name.clone();
+                for (k, v) in &params {
+                    text.push_str(k);
+                    text.push_str(&self.py_str(v, &join(&params_path, k))?);
+                }
+                let digest = Sha256::digest(text.as_bytes());
+                let mut hex = String::with_capacity(64);
+                for b in digest {
+                    let _ = write!(hex, "{b:02x}");
+                }
+                (hex, path.to_owned())
+            }
+        };
+
+        let mut d = Deployment::new(id.as_str(), &model_name, resolved.spec.name, resolved.model);
+        for (k, v) in &params {
+            let p = join(&params_path, k);
+            match *k {
+                "model" => {}
+                "api_base" | "base_url" => d.api_base = Some(self.string(v, &p)?),
+                "api_key" => {
+                    let key = self.string(v, &p)?;
+                    d.api_key = Some(Secret::new(key));
+                }
+                "api_version" => d.api_version = Some(self.string(v, &p)?),
+                "rpm" => d.rpm = Some(self.positive_int(v, &p)?),
+                "tpm" => d.tpm = Some(self.positive_int(v, &p)?),
+                "weight" => d.weight = Some(self.non_negative(v, &p)?),
+                "order" => d.order = Some(self.small_int(v, &p)?),
+                "timeout" | "request_timeout" => d.timeout = Some(self.seconds(v, &p)?),
+                "stream_timeout" => d.stream_timeout = Some(self.seconds(v, &p)?),
+                "num_retries" => d.num_retries = Some(self.small_int(v, &p)?),
+                "tags" => d.tags = self.string_list(v, &p)?,
+                "input_cost_per_token" => d.input_cost_per_token = Some(self.non_negative(v, &p)?),
+                "output_cost_per_token" => d.output_cost_per_token = Some(self.non_negative(v, &p)?),
+                _ if FORWARDED_PARAMS.contains(k) => {
+                    let resolved = self.resolve(v, &p)?;
+                    let json = serde_json::to_value(&resolved)
+                        .map_err(|e| invalid(&p, format!("cannot be sent as JSON: {e}")))?;
+                    d.default_params.insert((*k).to_owned(), json);
+                }
+                _ if PARAMS_NOT_IMPLEMENTED.contains(k) => {
+                    warnings.push(format!("{p} is not implemented yet and is ignored"));
+                }
+                _ => warnings.push(format!("{p} is not a known parameter and is ignored")),
+            }
+        }
+        // rpm/tpm may also sit at the entry's top level or in model_info.
+        for (source, source_path) in [(&entry_map, path.to_owned()), (&info, info_path.clone())] {
+            for (k, v) in source.iter() {
+                let p = join(&source_path, k);
+                match *k {
+                    "rpm" if d.rpm.is_none() => d.rpm = Some(self.positive_int(v, &p)?),
+                    "tpm" if d.tpm.is_none() => d.tpm = Some(self.positive_int(v, &p)?),
+                    _ => {}
+                }
+            }
+        }
+        if d.api_key.is_none() {
+            if let Some(var) = resolved.spec.key_env {
+                if let Some(key) = self.env_overlay.get(var).cloned().or_else(|| std::env::var(var).ok()) {
+                    d.api_key = Some(Secret::new(key));
+                }
+            }
+        }
+        if d.provider.as_ref() == "azure" && d.api_base.is_none() {
+            return Err(invalid(&join(&params_path, "api_base"), "required for azure deployments"));
+        }
+        if let Some(base) = &d.api_base {
+            if !(base.starts_with("http://") || base.starts_with("https://")) {
+                return Err(invalid(
+                    &join(&params_path, "api_base"),
+                    format!("expected an http:// or https:// URL, got {base:?}"),
+                ));
+            }
+        }
+        Ok((d, id_path))
+    }
+}
+
+/// Python's `json.dumps` of a mapping (", " and ": " separators).
+fn py_json_dumps(v: &Value) -> String {
+    match serde_json::to_value(v) {
+        Ok(json) => py_json(&json),
+        Err(_) => String::new(),
+    }
+}
+
+fn py_json(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(m) => {
+            let items: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{}: {}", serde_json::Value::String(k.clone()), py_json(v)))
+                .collect();
+            format!("{{{}}}", items.join(", "))
+        }
+        serde_json::Value::Array(a) => {
+            format!("[{}]", a.iter().map(py_json).collect::<Vec<_>>().join(", "))
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(yaml: &str) -> String {
+        RouterConfig::from_yaml(yaml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_values_name_the_exact_path_and_value() {
+        let yaml = r#"
+model_list:
+  - model_name: a
+    litellm_params: {model: openai/a}
+  - model_name: b
+    litellm_params: {model: openai/b}
+  - model_name: c
+    litellm_params:
+      model: openai/c
+      rpm: ten
+"#;
+        assert_eq!(
+            err(yaml),
+            r#"model_list[2].litellm_params.rpm: expected a positive integer, got "ten""#
+        );
+        assert_eq!(
+            err("model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, weight: -1}\n"),
+            "model_list[0].litellm_params.weight: expected a non-negative number, got -1"
+        );
+        assert_eq!(
+            err("model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, timeout: 0}\n"),
+            "model_list[0].litellm_params.timeout: expected a positive number of seconds, got 0"
+        );
+        assert_eq!(
+            err("model_list:\n  - litellm_params: {model: openai/a}\n"),
+            "model_list[0].model_name: required"
+        );
+        assert!(err("model_list:\n  - model_name: a\n    litellm_params: {model: bogus/a}\n")
+            .starts_with("model_list[0].litellm_params.model: unknown provider \"bogus\""));
+        assert_eq!(
+            err("router_settings:\n  num_retries: many\n"),
+            r#"router_settings.num_retries: expected a non-negative integer, got "many""#
+        );
+        assert!(err("router_settings:\n  routing_strategy: fastest\n")
+            .starts_with("router_settings.routing_strategy: expected one of simple-shuffle"));
+        assert_eq!(
+            err("model_list:\n  - model_name: a\n    litellm_params: {model: azure/a}\n"),
+            "model_list[0].litellm_params.api_base: required for azure deployments"
+        );
+        assert!(err("model_list: [\n").starts_with("config is not valid YAML"));
+    }
+
+    #[test]
+    fn env_secrets_and_missing_env() {
+        let yaml = r#"
+environment_variables:
+  MY_KEY: sk-from-overlay
+model_list:
+  - model_name: g
+    litellm_params:
+      model: openai/gpt-4o
+      api_key: os.environ/MY_KEY
+      rpm: os.environ/MY_RPM_THAT_IS_NOT_SET
+"#;
+        assert_eq!(
+            err(yaml),
+            "model_list[0].litellm_params.rpm: environment variable MY_RPM_THAT_IS_NOT_SET is not set"
+        );
+        let cfg = RouterConfig::from_yaml(&yaml.replace("      rpm: os.environ/MY_RPM_THAT_IS_NOT_SET\n", "")).unwrap();
+        assert_eq!(cfg.deployments[0].api_key.as_ref().unwrap().expose(), "sk-from-overlay");
+        assert!(!format!("{cfg:?}").contains("sk-from-overlay"));
+    }
+
+    #[test]
+    fn fields_are_read_from_all_places() {
+        let yaml = r#"
+model_list:
+  - model_name: gpt-4o
+    rpm: 30
+    litellm_params:
+      model: azure/gpt-4o-eu
+      api_base: https://eu.example.com
+      api_version: "2024-10-21"
+      weight: 0.5
+      order: 1
+      timeout: 1.5
+      stream_timeout: 3
+      num_retries: 4
+      tags: [paid, default]
+      temperature: 0.2
+      input_cost_per_token: 0.000001
+    model_info:
+      id: azure-eu
+      tpm: 1000
+router_settings:
+  num_retries: 3
+  timeout: 30
+  model_group_alias: {gpt-4: gpt-4o, secret: {model: gpt-4o, hidden: true}}
+general_settings:
+  master_key: sk-1234
+"#;
+        let cfg = RouterConfig::from_yaml(yaml).unwrap();
+        let d = &cfg.deployments[0];
+        assert_eq!(d.id.as_str(), "azure-eu");
+        assert_eq!((d.provider.as_ref(), d.model.as_str()), ("azure", "gpt-4o-eu"));
+        assert_eq!((d.rpm, d.tpm), (Some(30), Some(1000)));
+        assert_eq!(d.weight, Some(0.5));
+        assert_eq!(d.order, Some(1));
+        assert_eq!(d.timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(d.stream_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(d.num_retries, Some(4));
+        assert_eq!(d.tags, vec!["paid", "default"]);
+        assert_eq!(d.default_params["temperature"], 0.2);
+        assert_eq!(cfg.settings.num_retries, 3);
+        assert_eq!(cfg.settings.timeout, Duration::from_secs(30));
+        assert_eq!(cfg.settings.model_group_alias["secret"], AliasTarget { group: "gpt-4o".into(), hidden: true });
+        assert_eq!(cfg.general.master_key.as_ref().unwrap().expose(), "sk-1234");
+        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    }
+
+    #[test]
+    fn unimplemented_and_unknown_keys_are_warnings() {
+        let yaml = r#"
+model_list:
+  - model_name: g
+    litellm_params: {model: openai/m, max_parallel_requests: 3, frobnicate: 1}
+router_settings:
+  fallbacks: [{g: [h]}]
+  routing_strategy: least-busy
+  shiny_new_thing: true
+litellm_settings:
+  drop_params: true
+general_settings:
+  database_url: x
+"#;
+        let cfg = RouterConfig::from_yaml(yaml).unwrap();
+        let w = cfg.warnings.join("\n");
+        for expected in [
+            "model_list[0].litellm_params.max_parallel_requests is not implemented yet",
+            "model_list[0].litellm_params.frobnicate is not a known parameter",
+            "router_settings.fallbacks is not implemented yet",
+            "router_settings.routing_strategy: \"least-busy\" is not implemented yet; using simple-shuffle",
+            "router_settings.shiny_new_thing is not a known setting",
+            "litellm_settings.drop_params is not implemented yet",
+            "general_settings.database_url is not implemented yet",
+        ] {
+            assert!(w.contains(expected), "missing {expected:?} in\n{w}");
+        }
+    }
+
+    #[test]
+    fn derived_id_matches_litellm() {
+        // sha256("gpt-4o" + "model" + "openai/gpt-4o" + "api_base" + ... ) as LiteLLM computes it
+        // (value computed with Python's hashlib and str()).
+        let yaml = r#"
+model_list:
+  - model_name: gpt-4o
+    litellm_params:
+      model: openai/gpt-4o
+      api_base: http://127.0.0.1:1/v1
+      rpm: 10
+      weight: 0.5
+      stream: true
+"#;
+        let cfg = RouterConfig::from_yaml(yaml).unwrap();
+        assert_eq!(
+            cfg.deployments[0].id.as_str(),
+            "84faaa305ba72f575386221674c3bf3b72c9c9b5b7465196a38a905710104d1e"
+        );
+    }
+
+    #[test]
+    fn duplicate_ids_are_refused() {
+        let yaml = r#"
+model_list:
+  - model_name: g
+    litellm_params: {model: openai/m}
+    model_info: {id: x}
+  - model_name: g
+    litellm_params: {model: openai/n}
+    model_info: {id: x}
+"#;
+        assert_eq!(
+            err(yaml),
+            "model_list[1].model_info.id: duplicate deployment id \"x\" (also model_list[0]); give each entry its own model_info.id"
+        );
+    }
+}
