@@ -1,0 +1,238 @@
+//! Request handlers and the OpenAI error shape.
+
+use std::any::Any;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use lb_router::{ChatCompletionRequest, EmbeddingRequest, ResponseMeta, RouterError};
+use serde_json::json;
+
+use crate::AppState;
+
+/// An OpenAI-style error: `{"error": {"message", "type", "param", "code"}}`.
+pub(crate) fn error_response(
+    status: u16,
+    message: &str,
+    kind: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+    retry_after_secs: Option<u64>,
+) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let code = code.map_or_else(|| status.as_u16().to_string(), str::to_owned);
+    let body = json!({"error": {"message": message, "type": kind, "param": param, "code": code}});
+    let mut resp = (status, Json(body)).into_response();
+    if let Some(secs) = retry_after_secs {
+        resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
+
+pub(crate) fn router_error_response(err: &RouterError) -> Response {
+    let retry_after = err
+        .retry_after()
+        .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
+    error_response(
+        err.status(),
+        &err.to_string(),
+        err.error_type(),
+        err.param(),
+        err.code(),
+        retry_after,
+    )
+}
+
+fn bad_json(e: &serde_json::Error) -> Response {
+    error_response(
+        400,
+        &format!("request body is not valid: {e}"),
+        "invalid_request_error",
+        None,
+        None,
+        None,
+    )
+}
+
+fn body_rejection(r: &BytesRejection) -> Response {
+    error_response(r.status().as_u16(), &r.body_text(), "invalid_request_error", None, None, None)
+}
+
+/// A request id: the client's `x-request-id` when sane, else a new UUID.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(HeaderName::from_static(name), v);
+    }
+}
+
+fn meta_headers(headers: &mut HeaderMap, meta: &ResponseMeta, request_id: &str) {
+    set(headers, "x-litellm-model-id", meta.deployment_id.as_str());
+    set(headers, "x-litellm-model-api-base", &meta.api_base);
+    set(headers, "x-litellm-model-group", &meta.model_group);
+    headers.insert(
+        HeaderName::from_static("x-litellm-attempted-retries"),
+        HeaderValue::from(meta.retries()),
+    );
+    headers.insert(
+        HeaderName::from_static("x-litellm-max-retries"),
+        HeaderValue::from(meta.max_retries),
+    );
+    set(headers, "x-litellm-call-id", request_id);
+}
+
+fn log_done(request_id: &str, model: &str, outcome: Result<&ResponseMeta, &RouterError>, start: Instant, stream: bool) {
+    let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+    match outcome {
+        Ok(meta) => tracing::info!(
+            request_id,
+            model,
+            group = %meta.model_group,
+            deployment = %meta.deployment_id,
+            attempts = meta.attempts,
+            status = 200,
+            stream,
+            latency_ms,
+            "request served"
+        ),
+        Err(e) => tracing::info!(
+            request_id,
+            model,
+            status = e.status(),
+            stream,
+            latency_ms,
+            error = %e,
+            "request failed"
+        ),
+    }
+}
+
+#[allow(clippy::disallowed_methods)] // request latency for logs only; no policy reads it
+fn started() -> Instant {
+    Instant::now()
+}
+
+/// `POST /v1/chat/completions`.
+pub(crate) async fn chat_completions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let start = started();
+    let body = match body {
+        Ok(b) => b,
+        Err(r) => return body_rejection(&r),
+    };
+    let req: ChatCompletionRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_json(&e),
+    };
+    let id = request_id(&headers);
+    let model = req.model.clone();
+    if req.is_stream() {
+        match state.router.completion_stream(req).await {
+            Ok(routed) => {
+                log_done(&id, &model, Ok(&routed.meta), start, true);
+                let mut resp = Response::new(Body::from_stream(crate::sse::encode(routed.stream)));
+                let h = resp.headers_mut();
+                h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+                h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                meta_headers(h, &routed.meta, &id);
+                resp
+            }
+            Err(e) => {
+                log_done(&id, &model, Err(&e), start, true);
+                router_error_response(&e)
+            }
+        }
+    } else {
+        match state.router.completion(req).await {
+            Ok(routed) => {
+                log_done(&id, &model, Ok(&routed.meta), start, false);
+                let mut resp = Json(&routed.response).into_response();
+                meta_headers(resp.headers_mut(), &routed.meta, &id);
+                resp
+            }
+            Err(e) => {
+                log_done(&id, &model, Err(&e), start, false);
+                router_error_response(&e)
+            }
+        }
+    }
+}
+
+/// `POST /v1/embeddings`.
+pub(crate) async fn embeddings(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let start = started();
+    let body = match body {
+        Ok(b) => b,
+        Err(r) => return body_rejection(&r),
+    };
+    let req: EmbeddingRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_json(&e),
+    };
+    let id = request_id(&headers);
+    let model = req.model.clone();
+    match state.router.embedding(req).await {
+        Ok(routed) => {
+            log_done(&id, &model, Ok(&routed.meta), start, false);
+            let mut resp = Json(&routed.response).into_response();
+            meta_headers(resp.headers_mut(), &routed.meta, &id);
+            resp
+        }
+        Err(e) => {
+            log_done(&id, &model, Err(&e), start, false);
+            router_error_response(&e)
+        }
+    }
+}
+
+/// `GET /v1/models`: every group and visible alias.
+pub(crate) async fn models(State(state): State<AppState>) -> Response {
+    let data: Vec<_> = state
+        .router
+        .model_names()
+        .into_iter()
+        .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "lb-router"}))
+        .collect();
+    Json(json!({"object": "list", "data": data})).into_response()
+}
+
+/// `GET /health/liveliness`: the process answers.
+pub(crate) async fn liveliness() -> Response {
+    Json("I'm alive!").into_response()
+}
+
+/// `GET /health/readiness`: cheap; reads no upstream.
+pub(crate) async fn readiness(State(state): State<AppState>) -> Response {
+    let deployments = state.router.deployments().count();
+    Json(json!({"status": "healthy", "deployments": deployments})).into_response()
+}
+
+/// Any other path.
+pub(crate) async fn not_found() -> Response {
+    error_response(404, "no such route", "invalid_request_error", None, Some("not_found"), None)
+}
+
+/// A handler panicked: the client gets a 500 JSON error, the gateway keeps serving.
+pub(crate) fn panic_response(_err: Box<dyn Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    error_response(500, "internal error", "api_error", None, None, None)
+}
