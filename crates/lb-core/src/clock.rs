@@ -114,7 +114,10 @@ mod tests {
         let wall = clock.wall();
         other.advance(Duration::from_secs(5));
         assert_eq!(clock.now() - start, Duration::from_secs(5));
-        assert_eq!(clock.wall().duration_since(wall).unwrap(), Duration::from_secs(5));
+        assert_eq!(
+            clock.wall().duration_since(wall).unwrap(),
+            Duration::from_secs(5)
+        );
         let shared = clock.shared();
         clock.advance(Duration::from_millis(1));
         assert_eq!(shared.now() - start, Duration::from_millis(5001));

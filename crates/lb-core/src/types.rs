@@ -16,7 +16,8 @@ use crate::error::UpstreamError;
 pub type Extra = Map<String, Value>;
 
 /// A stream of chat completion chunks from one upstream.
-pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatCompletionChunk, UpstreamError>> + Send>>;
+pub type ChunkStream =
+    Pin<Box<dyn Stream<Item = Result<ChatCompletionChunk, UpstreamError>> + Send>>;
 
 /// Keeps an explicit `null` as `Some(Value::Null)`, so it is sent on as given.
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
@@ -89,7 +90,11 @@ pub struct ChatMessage {
     /// `system`, `user`, `assistant`, `tool`, ...
     pub role: String,
     /// A string, an array of content parts, or `null`.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub content: Option<Value>,
     /// Every other field (name, tool_calls, tool_call_id, refusal, ...).
     #[serde(flatten)]

@@ -13,14 +13,26 @@ use crate::handlers::error_response;
 fn presented(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
         let v = v.trim();
-        return Some(v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or(v).trim());
+        return Some(
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+                .unwrap_or(v)
+                .trim(),
+        );
     }
-    headers.get("api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+    headers
+        .get("api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 /// Refuses requests without the master key (when one is configured), with a
 /// constant-time comparison.
-pub(crate) async fn require_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn require_key(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let Some(expected) = &state.master_key else {
         return next.run(req).await;
     };
@@ -34,6 +46,13 @@ pub(crate) async fn require_key(State(state): State<AppState>, req: Request, nex
         } else {
             "missing API key: send it as 'Authorization: Bearer <key>'"
         };
-        error_response(401, message, "authentication_error", None, Some("invalid_api_key"), None)
+        error_response(
+            401,
+            message,
+            "authentication_error",
+            None,
+            Some("invalid_api_key"),
+            None,
+        )
     }
 }

@@ -29,7 +29,8 @@ pub(crate) fn error_response(
     let body = json!({"error": {"message": message, "type": kind, "param": param, "code": code}});
     let mut resp = (status, Json(body)).into_response();
     if let Some(secs) = retry_after_secs {
-        resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+        resp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs));
     }
     resp
 }
@@ -60,7 +61,14 @@ fn bad_json(e: &serde_json::Error) -> Response {
 }
 
 fn body_rejection(r: &BytesRejection) -> Response {
-    error_response(r.status().as_u16(), &r.body_text(), "invalid_request_error", None, None, None)
+    error_response(
+        r.status().as_u16(),
+        &r.body_text(),
+        "invalid_request_error",
+        None,
+        None,
+        None,
+    )
 }
 
 /// A request id: the client's `x-request-id` when sane, else a new UUID.
@@ -93,7 +101,13 @@ fn meta_headers(headers: &mut HeaderMap, meta: &ResponseMeta, request_id: &str) 
     set(headers, "x-litellm-call-id", request_id);
 }
 
-fn log_done(request_id: &str, model: &str, outcome: Result<&ResponseMeta, &RouterError>, start: Instant, stream: bool) {
+fn log_done(
+    request_id: &str,
+    model: &str,
+    outcome: Result<&ResponseMeta, &RouterError>,
+    start: Instant,
+    stream: bool,
+) {
     let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
     match outcome {
         Ok(meta) => tracing::info!(
@@ -228,7 +242,14 @@ pub(crate) async fn readiness(State(state): State<AppState>) -> Response {
 
 /// Any other path.
 pub(crate) async fn not_found() -> Response {
-    error_response(404, "no such route", "invalid_request_error", None, Some("not_found"), None)
+    error_response(
+        404,
+        "no such route",
+        "invalid_request_error",
+        None,
+        Some("not_found"),
+        None,
+    )
 }
 
 /// A handler panicked: the client gets a 500 JSON error, the gateway keeps serving.

@@ -92,7 +92,10 @@ pub fn app(router: Router, options: GatewayOptions) -> HttpRouter {
         .route("/embeddings", post(handlers::embeddings))
         .route("/v1/models", get(handlers::models))
         .route("/models", get(handlers::models))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key));
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ));
     HttpRouter::new()
         .merge(api)
         .route("/health/liveliness", get(handlers::liveliness))
@@ -100,7 +103,9 @@ pub fn app(router: Router, options: GatewayOptions) -> HttpRouter {
         .route("/health/readiness", get(handlers::readiness))
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(handlers::panic_response))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            handlers::panic_response,
+        ))
         .with_state(state)
 }
 
@@ -146,7 +151,11 @@ impl RunningGateway {
 }
 
 /// Binds `addr` (port 0 picks a free one) and serves on a background task.
-pub async fn start(addr: SocketAddr, router: Router, options: GatewayOptions) -> io::Result<RunningGateway> {
+pub async fn start(
+    addr: SocketAddr,
+    router: Router,
+    options: GatewayOptions,
+) -> io::Result<RunningGateway> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();

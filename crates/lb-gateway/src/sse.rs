@@ -2,15 +2,17 @@
 
 use axum::body::Bytes;
 use futures_util::{Stream, StreamExt, stream};
+use lb_router::ChatCompletionChunk;
 use lb_router::ErrorClass;
 use lb_router::UpstreamError;
-use lb_router::ChatCompletionChunk;
 use serde_json::json;
 
 /// Encodes each chunk as `data: <json>\n\n` the moment it arrives, then
 /// `data: [DONE]\n\n`. A failed stream ends with an OpenAI-style error event
 /// and no `[DONE]`, so a truncated answer never looks complete.
-pub(crate) fn encode<S>(chunks: S) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send
+pub(crate) fn encode<S>(
+    chunks: S,
+) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send
 where
     S: Stream<Item = Result<ChatCompletionChunk, UpstreamError>> + Send + Unpin + 'static,
 {
@@ -21,7 +23,13 @@ where
                 let mut buf = Vec::with_capacity(256);
                 buf.extend_from_slice(b"data: ");
                 if serde_json::to_writer(&mut buf, &chunk).is_err() {
-                    return Some((Ok(error_event(&UpstreamError::new(ErrorClass::ServerError, "chunk cannot be encoded"))), None));
+                    return Some((
+                        Ok(error_event(&UpstreamError::new(
+                            ErrorClass::ServerError,
+                            "chunk cannot be encoded",
+                        ))),
+                        None,
+                    ));
                 }
                 buf.extend_from_slice(b"\n\n");
                 Some((Ok(Bytes::from(buf)), Some(chunks)))

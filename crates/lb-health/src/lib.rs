@@ -26,6 +26,6 @@
 mod policy;
 mod stats;
 
+pub use lb_core::ErrorClass;
 pub use policy::{FailureAction, after_failure};
 pub use stats::{DeploymentStats, InFlight, StatsSnapshot};
-pub use lb_core::ErrorClass;

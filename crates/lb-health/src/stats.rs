@@ -54,7 +54,8 @@ impl DeploymentStats {
     pub fn record_success(&self, latency: Duration) {
         self.successes.fetch_add(1, Ordering::Relaxed);
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.latency_micros_total.fetch_add(micros, Ordering::Relaxed);
+        self.latency_micros_total
+            .fetch_add(micros, Ordering::Relaxed);
     }
 
     /// Records a failed call.

@@ -12,7 +12,12 @@ use serde_json::Value;
 /// `Retry-After` given as an HTTP date). Reads OpenAI's, Azure's and
 /// Anthropic's error shapes, plain `{"message"}`/`{"detail"}` bodies and
 /// plain text.
-pub fn classify_error(status: u16, headers: &HeaderMap, body: &[u8], now: SystemTime) -> UpstreamError {
+pub fn classify_error(
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: SystemTime,
+) -> UpstreamError {
     let parsed = parse_body(body);
     let class = class_of(status, &parsed);
     let message = if parsed.message.is_empty() {
@@ -32,7 +37,9 @@ pub fn classify_error(status: u16, headers: &HeaderMap, body: &[u8], now: System
 /// `Retry-After` as seconds (integer or decimal) or as an HTTP date.
 /// A date in the past means zero; unreadable values mean none.
 pub fn parse_retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    if let Some(ms) = header_str(headers, "retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok()) {
+    if let Some(ms) =
+        header_str(headers, "retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok())
+    {
         if ms.is_finite() && ms >= 0.0 {
             return Some(Duration::from_secs_f64(ms / 1000.0));
         }
@@ -122,14 +129,18 @@ fn is_context_window(p: &ParsedBody) -> bool {
 }
 
 fn is_content_policy(p: &ParsedBody) -> bool {
-    let code_hit = [p.code.as_deref(), p.kind.as_deref(), p.inner_code.as_deref()]
-        .into_iter()
-        .flatten()
-        .any(|c| {
-            c == "content_filter"
-                || c == "content_policy_violation"
-                || c == "ResponsibleAIPolicyViolation"
-        });
+    let code_hit = [
+        p.code.as_deref(),
+        p.kind.as_deref(),
+        p.inner_code.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|c| {
+        c == "content_filter"
+            || c == "content_policy_violation"
+            || c == "ResponsibleAIPolicyViolation"
+    });
     let m = p.message.to_ascii_lowercase();
     code_hit
         || m.contains("content management policy")
@@ -413,7 +424,12 @@ mod tests {
             assert_eq!(e.status, Some(c.status), "{}", c.name);
             assert_eq!(e.retry_after, c.retry_after, "{}", c.name);
             assert_eq!(e.code.as_deref(), c.code, "{}", c.name);
-            assert!(e.message.contains(c.message_has), "{}: {}", c.name, e.message);
+            assert!(
+                e.message.contains(c.message_has),
+                "{}: {}",
+                c.name,
+                e.message
+            );
         }
     }
 

@@ -119,7 +119,10 @@ impl OpenAiCompatible {
                 format!("{base}/chat/completions"),
                 format!("{base}/embeddings"),
                 AUTHORIZATION,
-                deployment.api_key.as_ref().map(|k| format!("Bearer {}", k.expose())),
+                deployment
+                    .api_key
+                    .as_ref()
+                    .map(|k| format!("Bearer {}", k.expose())),
             ),
             Flavor::Azure => {
                 let version = deployment
@@ -137,7 +140,8 @@ impl OpenAiCompatible {
         };
         let auth = match auth_value {
             Some(v) => {
-                let mut value = HeaderValue::from_str(&v).map_err(|_| ProviderConfigError::BadApiKey)?;
+                let mut value =
+                    HeaderValue::from_str(&v).map_err(|_| ProviderConfigError::BadApiKey)?;
                 value.set_sensitive(true);
                 Some((auth_name, value))
             }
@@ -162,7 +166,10 @@ impl OpenAiCompatible {
         body: &B,
     ) -> Result<reqwest::Response, UpstreamError> {
         let bytes = serde_json::to_vec(body).map_err(|e| {
-            UpstreamError::new(ErrorClass::BadRequest, format!("request cannot be encoded: {e}"))
+            UpstreamError::new(
+                ErrorClass::BadRequest,
+                format!("request cannot be encoded: {e}"),
+            )
         })?;
         let mut req = self
             .http
@@ -204,7 +211,8 @@ impl OpenAiCompatible {
     fn unreadable(&self, what: &str, e: impl std::fmt::Display) -> UpstreamError {
         UpstreamError::new(
             ErrorClass::ServerError,
-            self.redactor.redact(format!("unreadable {what} from upstream: {e}")),
+            self.redactor
+                .redact(format!("unreadable {what} from upstream: {e}")),
         )
     }
 }
@@ -374,7 +382,8 @@ mod tests {
     fn body_uses_deployment_model_and_defaults_yield_to_request() {
         let mut req = ChatCompletionRequest::new("group", vec![ChatMessage::user("hi")]);
         req.extra.insert("temperature".into(), 0.1.into());
-        req.extra.insert("tools".into(), serde_json::json!([{"type": "function"}]));
+        req.extra
+            .insert("tools".into(), serde_json::json!([{"type": "function"}]));
         let mut defaults = Map::new();
         defaults.insert("temperature".into(), 0.9.into());
         defaults.insert("top_p".into(), 0.5.into());
@@ -424,6 +433,9 @@ mod tests {
     #[test]
     fn redactor_hides_key() {
         let r = Redactor(Some(Secret::new("sk-secret-1")));
-        assert_eq!(r.redact("bad key sk-secret-1 given".into()), "bad key *** given");
+        assert_eq!(
+            r.redact("bad key sk-secret-1 given".into()),
+            "bad key *** given"
+        );
     }
 }

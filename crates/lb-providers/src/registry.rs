@@ -36,7 +36,11 @@ const fn spec(
 }
 
 static PROVIDERS: &[ProviderSpec] = &[
-    spec("openai", Some("https://api.openai.com/v1"), Some("OPENAI_API_KEY")),
+    spec(
+        "openai",
+        Some("https://api.openai.com/v1"),
+        Some("OPENAI_API_KEY"),
+    ),
     ProviderSpec {
         name: "azure",
         default_api_base: None,
@@ -48,18 +52,62 @@ static PROVIDERS: &[ProviderSpec] = &[
     spec("hosted_vllm", None, Some("HOSTED_VLLM_API_KEY")),
     spec("ollama", Some("http://localhost:11434/v1"), None),
     spec("ollama_chat", Some("http://localhost:11434/v1"), None),
-    spec("lm_studio", Some("http://localhost:1234/v1"), Some("LM_STUDIO_API_KEY")),
-    spec("groq", Some("https://api.groq.com/openai/v1"), Some("GROQ_API_KEY")),
-    spec("together_ai", Some("https://api.together.xyz/v1"), Some("TOGETHERAI_API_KEY")),
-    spec("mistral", Some("https://api.mistral.ai/v1"), Some("MISTRAL_API_KEY")),
-    spec("deepseek", Some("https://api.deepseek.com/v1"), Some("DEEPSEEK_API_KEY")),
-    spec("openrouter", Some("https://openrouter.ai/api/v1"), Some("OPENROUTER_API_KEY")),
-    spec("fireworks_ai", Some("https://api.fireworks.ai/inference/v1"), Some("FIREWORKS_AI_API_KEY")),
-    spec("perplexity", Some("https://api.perplexity.ai"), Some("PERPLEXITYAI_API_KEY")),
+    spec(
+        "lm_studio",
+        Some("http://localhost:1234/v1"),
+        Some("LM_STUDIO_API_KEY"),
+    ),
+    spec(
+        "groq",
+        Some("https://api.groq.com/openai/v1"),
+        Some("GROQ_API_KEY"),
+    ),
+    spec(
+        "together_ai",
+        Some("https://api.together.xyz/v1"),
+        Some("TOGETHERAI_API_KEY"),
+    ),
+    spec(
+        "mistral",
+        Some("https://api.mistral.ai/v1"),
+        Some("MISTRAL_API_KEY"),
+    ),
+    spec(
+        "deepseek",
+        Some("https://api.deepseek.com/v1"),
+        Some("DEEPSEEK_API_KEY"),
+    ),
+    spec(
+        "openrouter",
+        Some("https://openrouter.ai/api/v1"),
+        Some("OPENROUTER_API_KEY"),
+    ),
+    spec(
+        "fireworks_ai",
+        Some("https://api.fireworks.ai/inference/v1"),
+        Some("FIREWORKS_AI_API_KEY"),
+    ),
+    spec(
+        "perplexity",
+        Some("https://api.perplexity.ai"),
+        Some("PERPLEXITYAI_API_KEY"),
+    ),
     spec("xai", Some("https://api.x.ai/v1"), Some("XAI_API_KEY")),
-    spec("deepinfra", Some("https://api.deepinfra.com/v1/openai"), Some("DEEPINFRA_API_KEY")),
-    spec("cerebras", Some("https://api.cerebras.ai/v1"), Some("CEREBRAS_API_KEY")),
-    spec("nvidia_nim", Some("https://integrate.api.nvidia.com/v1"), Some("NVIDIA_NIM_API_KEY")),
+    spec(
+        "deepinfra",
+        Some("https://api.deepinfra.com/v1/openai"),
+        Some("DEEPINFRA_API_KEY"),
+    ),
+    spec(
+        "cerebras",
+        Some("https://api.cerebras.ai/v1"),
+        Some("CEREBRAS_API_KEY"),
+    ),
+    spec(
+        "nvidia_nim",
+        Some("https://integrate.api.nvidia.com/v1"),
+        Some("NVIDIA_NIM_API_KEY"),
+    ),
 ];
 
 /// Every provider prefix this crate speaks.
@@ -112,7 +160,10 @@ mod tests {
     #[test]
     fn resolves_prefixes_as_litellm() {
         let r = resolve_model("groq/llama-3.1-8b-instant").unwrap();
-        assert_eq!((r.spec.name, r.model.as_str()), ("groq", "llama-3.1-8b-instant"));
+        assert_eq!(
+            (r.spec.name, r.model.as_str()),
+            ("groq", "llama-3.1-8b-instant")
+        );
         let r = resolve_model("gpt-4o").unwrap();
         assert_eq!((r.spec.name, r.model.as_str()), ("openai", "gpt-4o"));
         let r = resolve_model("openai/meta-llama/Llama-3-8B").unwrap();

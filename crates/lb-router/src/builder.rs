@@ -58,13 +58,18 @@ impl RouterBuilder {
 
     /// Adds a deployment (its client is built from its provider prefix).
     pub fn deployment(mut self, deployment: Deployment) -> Self {
-        self.paths.push(format!("deployments[{}]", self.deployments.len()));
+        self.paths
+            .push(format!("deployments[{}]", self.deployments.len()));
         self.deployments.push(deployment);
         self
     }
 
     /// Adds a deployment served by a custom provider implementation.
-    pub fn deployment_with_provider(mut self, deployment: Deployment, provider: Arc<dyn Provider>) -> Self {
+    pub fn deployment_with_provider(
+        mut self,
+        deployment: Deployment,
+        provider: Arc<dyn Provider>,
+    ) -> Self {
         self.providers.insert(deployment.id.clone(), provider);
         self.deployment(deployment)
     }
@@ -94,7 +99,12 @@ impl RouterBuilder {
     }
 
     /// Routes `alias` to `group`; hidden aliases are not listed.
-    pub fn alias(mut self, alias: impl Into<String>, group: impl Into<String>, hidden: bool) -> Self {
+    pub fn alias(
+        mut self,
+        alias: impl Into<String>,
+        group: impl Into<String>,
+        hidden: bool,
+    ) -> Self {
         self.settings.model_group_alias.insert(
             alias.into(),
             AliasTarget {
@@ -134,7 +144,11 @@ impl RouterBuilder {
         let mut group_order: Vec<Arc<str>> = Vec::new();
         let mut by_id: HashMap<DeploymentId, usize> = HashMap::new();
         for (i, d) in self.deployments.into_iter().enumerate() {
-            let path = self.paths.get(i).cloned().unwrap_or_else(|| format!("deployments[{i}]"));
+            let path = self
+                .paths
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("deployments[{i}]"));
             if by_id.contains_key(&d.id) {
                 return Err(ConfigError::Invalid {
                     path,
@@ -143,12 +157,14 @@ impl RouterBuilder {
             }
             let provider: Arc<dyn Provider> = match providers.remove(&d.id) {
                 Some(p) => p,
-                None => Arc::new(OpenAiCompatible::with_clock(&http, &d, Arc::clone(&clock)).map_err(|e| {
-                    ConfigError::Invalid {
-                        path: format!("{path}.litellm_params"),
-                        message: e.to_string(),
-                    }
-                })?),
+                None => Arc::new(
+                    OpenAiCompatible::with_clock(&http, &d, Arc::clone(&clock)).map_err(|e| {
+                        ConfigError::Invalid {
+                            path: format!("{path}.litellm_params"),
+                            message: e.to_string(),
+                        }
+                    })?,
+                ),
             };
             by_id.insert(d.id.clone(), i);
             match groups.get_mut(&d.model_group) {

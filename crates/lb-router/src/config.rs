@@ -232,11 +232,17 @@ fn mapping<'a>(v: &'a Value, path: &str) -> Result<Vec<(&'a str, &'a Value)>, Co
             .iter()
             .map(|(k, v)| match k {
                 Value::String(k) => Ok((k.as_str(), v)),
-                other => Err(invalid(path, format!("keys must be strings, got {}", describe(other)))),
+                other => Err(invalid(
+                    path,
+                    format!("keys must be strings, got {}", describe(other)),
+                )),
             })
             .collect(),
         Value::Null => Ok(Vec::new()),
-        other => Err(invalid(path, format!("expected a mapping, got {}", describe(other)))),
+        other => Err(invalid(
+            path,
+            format!("expected a mapping, got {}", describe(other)),
+        )),
     }
 }
 
@@ -271,7 +277,9 @@ impl Parser {
                     .get(name)
                     .cloned()
                     .or_else(|| std::env::var(name).ok())
-                    .ok_or_else(|| invalid(path, format!("environment variable {name} is not set")))?;
+                    .ok_or_else(|| {
+                        invalid(path, format!("environment variable {name} is not set"))
+                    })?;
                 return Ok(Value::String(value));
             }
         }
@@ -282,7 +290,10 @@ impl Parser {
         match self.resolve(v, path)? {
             Value::String(s) => Ok(s),
             Value::Number(n) => Ok(n.to_string()),
-            other => Err(invalid(path, format!("expected a string, got {}", describe(&other)))),
+            other => Err(invalid(
+                path,
+                format!("expected a string, got {}", describe(&other)),
+            )),
         }
     }
 
@@ -293,8 +304,12 @@ impl Parser {
             Value::String(s) => s.trim().parse::<f64>().ok(),
             _ => None,
         };
-        n.filter(|n| n.is_finite())
-            .ok_or_else(|| invalid(path, format!("expected {what}, got {}", describe(&resolved))))
+        n.filter(|n| n.is_finite()).ok_or_else(|| {
+            invalid(
+                path,
+                format!("expected {what}, got {}", describe(&resolved)),
+            )
+        })
     }
 
     fn positive_int(&self, v: &Value, path: &str) -> Result<u64, ConfigError> {
@@ -303,7 +318,10 @@ impl Parser {
         if n >= 1.0 && n.fract() == 0.0 && n <= u64::MAX as f64 {
             Ok(n as u64)
         } else {
-            Err(invalid(path, format!("expected {what}, got {}", describe(&self.resolve(v, path)?))))
+            Err(invalid(
+                path,
+                format!("expected {what}, got {}", describe(&self.resolve(v, path)?)),
+            ))
         }
     }
 
@@ -313,13 +331,17 @@ impl Parser {
         if n >= 0.0 && n.fract() == 0.0 && n <= u64::MAX as f64 {
             Ok(n as u64)
         } else {
-            Err(invalid(path, format!("expected {what}, got {}", describe(&self.resolve(v, path)?))))
+            Err(invalid(
+                path,
+                format!("expected {what}, got {}", describe(&self.resolve(v, path)?)),
+            ))
         }
     }
 
     fn small_int(&self, v: &Value, path: &str) -> Result<u32, ConfigError> {
         let n = self.non_negative_int(v, path)?;
-        u32::try_from(n).map_err(|_| invalid(path, format!("expected at most {}, got {n}", u32::MAX)))
+        u32::try_from(n)
+            .map_err(|_| invalid(path, format!("expected at most {}, got {n}", u32::MAX)))
     }
 
     fn non_negative(&self, v: &Value, path: &str) -> Result<f64, ConfigError> {
@@ -328,7 +350,10 @@ impl Parser {
         if n >= 0.0 {
             Ok(n)
         } else {
-            Err(invalid(path, format!("expected {what}, got {}", describe(&self.resolve(v, path)?))))
+            Err(invalid(
+                path,
+                format!("expected {what}, got {}", describe(&self.resolve(v, path)?)),
+            ))
         }
     }
 
@@ -338,7 +363,10 @@ impl Parser {
         if n > 0.0 && n < 1e10 {
             Ok(Duration::from_secs_f64(n))
         } else {
-            Err(invalid(path, format!("expected {what}, got {}", describe(&self.resolve(v, path)?))))
+            Err(invalid(
+                path,
+                format!("expected {what}, got {}", describe(&self.resolve(v, path)?)),
+            ))
         }
     }
 
@@ -347,7 +375,10 @@ impl Parser {
             Value::Bool(b) => Ok(b),
             Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
             Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
-            other => Err(invalid(path, format!("expected true or false, got {}", describe(&other)))),
+            other => Err(invalid(
+                path,
+                format!("expected true or false, got {}", describe(&other)),
+            )),
         }
     }
 
@@ -359,7 +390,10 @@ impl Parser {
                 .map(|(i, item)| self.string(item, &format!("{path}[{i}]")))
                 .collect(),
             Value::String(_) => Ok(vec![self.string(v, path)?]),
-            other => Err(invalid(path, format!("expected a list of strings, got {}", describe(other)))),
+            other => Err(invalid(
+                path,
+                format!("expected a list of strings, got {}", describe(other)),
+            )),
         }
     }
 
@@ -402,20 +436,23 @@ impl Parser {
         let mut litellm_timeout = None;
         for (key, value) in mapping(root, "")? {
             match key {
-                "model_list" | "router_settings" | "general_settings" | "environment_variables" => {}
+                "model_list" | "router_settings" | "general_settings" | "environment_variables" => {
+                }
                 "litellm_settings" => {
                     for (k, v) in mapping(value, "litellm_settings")? {
                         let path = join("litellm_settings", k);
                         match k {
                             "num_retries" => litellm_num_retries = Some(self.small_int(v, &path)?),
                             "request_timeout" => litellm_timeout = Some(self.seconds(v, &path)?),
-                            _ => cfg.warnings.push(format!("{path} is not implemented yet and is ignored")),
+                            _ => cfg
+                                .warnings
+                                .push(format!("{path} is not implemented yet and is ignored")),
                         }
                     }
                 }
-                other => cfg
-                    .warnings
-                    .push(format!("{other} is not a known config section and is ignored")),
+                other => cfg.warnings.push(format!(
+                    "{other} is not a known config section and is ignored"
+                )),
             }
         }
         if let Some(n) = litellm_num_retries {
@@ -426,7 +463,10 @@ impl Parser {
         }
         if let Some(list) = root.get("model_list") {
             let Value::Sequence(entries) = list else {
-                return Err(invalid("model_list", format!("expected a list, got {}", describe(list))));
+                return Err(invalid(
+                    "model_list",
+                    format!("expected a list, got {}", describe(list)),
+                ));
             };
             let mut seen: HashMap<DeploymentId, String> = HashMap::new();
             for (i, entry) in entries.iter().enumerate() {
@@ -463,7 +503,9 @@ impl Parser {
                     "max_request_size_mb" => {
                         cfg.general.max_request_size_mb = Some(self.positive_int(v, &path)?);
                     }
-                    _ => cfg.warnings.push(format!("{path} is not implemented yet and is ignored")),
+                    _ => cfg
+                        .warnings
+                        .push(format!("{path} is not implemented yet and is ignored")),
                 }
             }
         }
@@ -511,10 +553,13 @@ impl Parser {
                                     match tk {
                                         "model" => group = Some(self.string(tv, &tpath)?),
                                         "hidden" => hidden = self.boolean(tv, &tpath)?,
-                                        _ => cfg.warnings.push(format!("{tpath} is not a known key and is ignored")),
+                                        _ => cfg.warnings.push(format!(
+                                            "{tpath} is not a known key and is ignored"
+                                        )),
                                     }
                                 }
-                                let group = group.ok_or_else(|| invalid(&join(&apath, "model"), "required"))?;
+                                let group = group
+                                    .ok_or_else(|| invalid(&join(&apath, "model"), "required"))?;
                                 AliasTarget { group, hidden }
                             }
                             _ => AliasTarget {
@@ -526,7 +571,8 @@ impl Parser {
                     }
                 }
                 _ if ROUTER_SETTINGS_NOT_IMPLEMENTED.contains(&k) => {
-                    cfg.warnings.push(format!("{path} is not implemented yet and is ignored"));
+                    cfg.warnings
+                        .push(format!("{path} is not implemented yet and is ignored"));
                 }
                 _ => cfg
                     .warnings
@@ -545,12 +591,16 @@ impl Parser {
         let entry_map = mapping(entry, path)?;
         let get = |k: &str| entry_map.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
         let name_path = join(path, "model_name");
-        let model_name = self.string(get("model_name").ok_or_else(|| invalid(&name_path, "required"))?, &name_path)?;
+        let model_name = self.string(
+            get("model_name").ok_or_else(|| invalid(&name_path, "required"))?,
+            &name_path,
+        )?;
         if model_name.is_empty() {
             return Err(invalid(&name_path, "expected a non-empty name"));
         }
         let params_path = join(path, "litellm_params");
-        let params_value = get("litellm_params").ok_or_else(|| invalid(&params_path, "required"))?;
+        let params_value =
+            get("litellm_params").ok_or_else(|| invalid(&params_path, "required"))?;
         let params = mapping(params_value, &params_path)?;
         let info_path = join(path, "model_info");
         let info = match get("model_info") {
@@ -558,8 +608,14 @@ impl Parser {
             None => Vec::new(),
         };
         for (k, _) in &entry_map {
-            if !matches!(*k, "model_name" | "litellm_params" | "model_info" | "rpm" | "tpm") {
-                warnings.push(format!("{} is not a known key and is ignored", join(path, k)));
+            if !matches!(
+                *k,
+                "model_name" | "litellm_params" | "model_info" | "rpm" | "tpm"
+            ) {
+                warnings.push(format!(
+                    "{} is not a known key and is ignored",
+                    join(path, k)
+                ));
             }
         }
 
@@ -570,7 +626,8 @@ impl Parser {
             .map(|(_, v)| *v)
             .ok_or_else(|| invalid(&model_path, "required"))?;
         let model = self.string(model_value, &model_path)?;
-        let resolved = lb_providers::resolve_model(&model).map_err(|e| invalid(&model_path, e.to_string()))?;
+        let resolved =
+            lb_providers::resolve_model(&model).map_err(|e| invalid(&model_path, e.to_string()))?;
 
         // id: explicit, else derived as LiteLLM does.
         let (id, id_path) = match info.iter().find(|(k, _)| *k == "id") {
@@ -617,7 +674,9 @@ impl Parser {
                 "num_retries" => d.num_retries = Some(self.small_int(v, &p)?),
                 "tags" => d.tags = self.string_list(v, &p)?,
                 "input_cost_per_token" => d.input_cost_per_token = Some(self.non_negative(v, &p)?),
-                "output_cost_per_token" => d.output_cost_per_token = Some(self.non_negative(v, &p)?),
+                "output_cost_per_token" => {
+                    d.output_cost_per_token = Some(self.non_negative(v, &p)?)
+                }
                 _ if FORWARDED_PARAMS.contains(k) => {
                     let resolved = self.resolve(v, &p)?;
                     let json = serde_json::to_value(&resolved)
@@ -643,13 +702,21 @@ impl Parser {
         }
         if d.api_key.is_none() {
             if let Some(var) = resolved.spec.key_env {
-                if let Some(key) = self.env_overlay.get(var).cloned().or_else(|| std::env::var(var).ok()) {
+                if let Some(key) = self
+                    .env_overlay
+                    .get(var)
+                    .cloned()
+                    .or_else(|| std::env::var(var).ok())
+                {
                     d.api_key = Some(Secret::new(key));
                 }
             }
         }
         if d.provider.as_ref() == "azure" && d.api_base.is_none() {
-            return Err(invalid(&join(&params_path, "api_base"), "required for azure deployments"));
+            return Err(invalid(
+                &join(&params_path, "api_base"),
+                "required for azure deployments",
+            ));
         }
         if let Some(base) = &d.api_base {
             if !(base.starts_with("http://") || base.starts_with("https://")) {
@@ -713,25 +780,33 @@ model_list:
             r#"model_list[2].litellm_params.rpm: expected a positive integer, got "ten""#
         );
         assert_eq!(
-            err("model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, weight: -1}\n"),
+            err(
+                "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, weight: -1}\n"
+            ),
             "model_list[0].litellm_params.weight: expected a non-negative number, got -1"
         );
         assert_eq!(
-            err("model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, timeout: 0}\n"),
+            err(
+                "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, timeout: 0}\n"
+            ),
             "model_list[0].litellm_params.timeout: expected a positive number of seconds, got 0"
         );
         assert_eq!(
             err("model_list:\n  - litellm_params: {model: openai/a}\n"),
             "model_list[0].model_name: required"
         );
-        assert!(err("model_list:\n  - model_name: a\n    litellm_params: {model: bogus/a}\n")
-            .starts_with("model_list[0].litellm_params.model: unknown provider \"bogus\""));
+        assert!(
+            err("model_list:\n  - model_name: a\n    litellm_params: {model: bogus/a}\n")
+                .starts_with("model_list[0].litellm_params.model: unknown provider \"bogus\"")
+        );
         assert_eq!(
             err("router_settings:\n  num_retries: many\n"),
             r#"router_settings.num_retries: expected a non-negative integer, got "many""#
         );
-        assert!(err("router_settings:\n  routing_strategy: fastest\n")
-            .starts_with("router_settings.routing_strategy: expected one of simple-shuffle"));
+        assert!(
+            err("router_settings:\n  routing_strategy: fastest\n")
+                .starts_with("router_settings.routing_strategy: expected one of simple-shuffle")
+        );
         assert_eq!(
             err("model_list:\n  - model_name: a\n    litellm_params: {model: azure/a}\n"),
             "model_list[0].litellm_params.api_base: required for azure deployments"
@@ -755,8 +830,14 @@ model_list:
             err(yaml),
             "model_list[0].litellm_params.rpm: environment variable MY_RPM_THAT_IS_NOT_SET is not set"
         );
-        let cfg = RouterConfig::from_yaml(&yaml.replace("      rpm: os.environ/MY_RPM_THAT_IS_NOT_SET\n", "")).unwrap();
-        assert_eq!(cfg.deployments[0].api_key.as_ref().unwrap().expose(), "sk-from-overlay");
+        let cfg = RouterConfig::from_yaml(
+            &yaml.replace("      rpm: os.environ/MY_RPM_THAT_IS_NOT_SET\n", ""),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.deployments[0].api_key.as_ref().unwrap().expose(),
+            "sk-from-overlay"
+        );
         assert!(!format!("{cfg:?}").contains("sk-from-overlay"));
     }
 
@@ -791,7 +872,10 @@ general_settings:
         let cfg = RouterConfig::from_yaml(yaml).unwrap();
         let d = &cfg.deployments[0];
         assert_eq!(d.id.as_str(), "azure-eu");
-        assert_eq!((d.provider.as_ref(), d.model.as_str()), ("azure", "gpt-4o-eu"));
+        assert_eq!(
+            (d.provider.as_ref(), d.model.as_str()),
+            ("azure", "gpt-4o-eu")
+        );
         assert_eq!((d.rpm, d.tpm), (Some(30), Some(1000)));
         assert_eq!(d.weight, Some(0.5));
         assert_eq!(d.order, Some(1));
@@ -802,7 +886,13 @@ general_settings:
         assert_eq!(d.default_params["temperature"], 0.2);
         assert_eq!(cfg.settings.num_retries, 3);
         assert_eq!(cfg.settings.timeout, Duration::from_secs(30));
-        assert_eq!(cfg.settings.model_group_alias["secret"], AliasTarget { group: "gpt-4o".into(), hidden: true });
+        assert_eq!(
+            cfg.settings.model_group_alias["secret"],
+            AliasTarget {
+                group: "gpt-4o".into(),
+                hidden: true
+            }
+        );
         assert_eq!(cfg.general.master_key.as_ref().unwrap().expose(), "sk-1234");
         assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
     }

@@ -97,15 +97,21 @@ impl RouterError {
     pub fn status(&self) -> u16 {
         match self {
             RouterError::UnknownModel { .. } | RouterError::InvalidRequest { .. } => 400,
-            RouterError::Upstream { .. } => self.primary().map_or(500, UpstreamError::client_status),
+            RouterError::Upstream { .. } => {
+                self.primary().map_or(500, UpstreamError::client_status)
+            }
         }
     }
 
     /// The OpenAI error `type`.
     pub fn error_type(&self) -> &'static str {
         match self {
-            RouterError::UnknownModel { .. } | RouterError::InvalidRequest { .. } => "invalid_request_error",
-            RouterError::Upstream { .. } => self.primary().map_or("api_error", |e| e.class.openai_type()),
+            RouterError::UnknownModel { .. } | RouterError::InvalidRequest { .. } => {
+                "invalid_request_error"
+            }
+            RouterError::Upstream { .. } => self
+                .primary()
+                .map_or("api_error", |e| e.class.openai_type()),
         }
     }
 

@@ -66,7 +66,9 @@ pub struct RoutedStream {
 
 impl fmt::Debug for RoutedStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RoutedStream").field("meta", &self.meta).finish_non_exhaustive()
+        f.debug_struct("RoutedStream")
+            .field("meta", &self.meta)
+            .finish_non_exhaustive()
     }
 }
 
@@ -157,7 +159,9 @@ impl CallOptions {
             return Ok(opts);
         }
         for key in ROUTER_ONLY_KEYS {
-            let Some(v) = extra.remove(*key) else { continue };
+            let Some(v) = extra.remove(*key) else {
+                continue;
+            };
             match *key {
                 "num_retries" => {
                     let n = v
@@ -269,7 +273,12 @@ impl Router {
 
     /// The model names clients may list: every group and every visible alias, sorted.
     pub fn model_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.inner.group_order.iter().map(|g| g.to_string()).collect();
+        let mut names: Vec<String> = self
+            .inner
+            .group_order
+            .iter()
+            .map(|g| g.to_string())
+            .collect();
         names.extend(
             self.inner
                 .aliases
@@ -346,9 +355,16 @@ impl Router {
     ) -> Result<(Output, ResponseMeta, InFlight), RouterError> {
         let inner = &*self.inner;
         let (group, order): (Arc<str>, Vec<usize>) = match target {
-            Target::Deployment(i) => (Arc::clone(&inner.entries[i].deployment.model_group), vec![i]),
+            Target::Deployment(i) => (
+                Arc::clone(&inner.entries[i].deployment.model_group),
+                vec![i],
+            ),
             Target::Group(name) => {
-                let members = inner.groups.get(&name).map(Vec::as_slice).unwrap_or_default();
+                let members = inner
+                    .groups
+                    .get(&name)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
                 let candidates: Vec<Candidate<'_>> = members
                     .iter()
                     .map(|&i| Candidate {
@@ -361,8 +377,14 @@ impl Router {
                 inner.strategy.rank(&candidates, &mut rng, &mut ranked);
                 let order: Vec<usize> = ranked.iter().map(|&k| members[k]).collect();
                 if tracing::enabled!(tracing::Level::DEBUG) {
-                    let ids: Vec<&str> = members.iter().map(|&i| inner.entries[i].deployment.id.as_str()).collect();
-                    let ranked_ids: Vec<&str> = order.iter().map(|&i| inner.entries[i].deployment.id.as_str()).collect();
+                    let ids: Vec<&str> = members
+                        .iter()
+                        .map(|&i| inner.entries[i].deployment.id.as_str())
+                        .collect();
+                    let ranked_ids: Vec<&str> = order
+                        .iter()
+                        .map(|&i| inner.entries[i].deployment.id.as_str())
+                        .collect();
                     tracing::debug!(
                         group = %name,
                         strategy = inner.strategy.name(),
@@ -395,13 +417,23 @@ impl Router {
             let attempt_start = inner.clock.now();
             let result: Result<Output, UpstreamError> = match op {
                 Op::Chat(req) => entry.provider.chat(req, timeout).await.map(Output::Chat),
-                Op::Stream(req) => entry.provider.chat_stream(req, timeout).await.map(Output::Stream),
-                Op::Embed(req) => entry.provider.embedding(req, timeout).await.map(Output::Embed),
+                Op::Stream(req) => entry
+                    .provider
+                    .chat_stream(req, timeout)
+                    .await
+                    .map(Output::Stream),
+                Op::Embed(req) => entry
+                    .provider
+                    .embedding(req, timeout)
+                    .await
+                    .map(Output::Embed),
             };
             let now = inner.clock.now();
             match result {
                 Ok(out) => {
-                    entry.stats.record_success(now.saturating_duration_since(attempt_start));
+                    entry
+                        .stats
+                        .record_success(now.saturating_duration_since(attempt_start));
                     let meta = ResponseMeta {
                         deployment_id: d.id.clone(),
                         api_base: entry.provider.api_base().to_owned(),

@@ -25,15 +25,27 @@ pub const DEFAULT_WEIGHT: f64 = 1.0;
 fn weights(candidates: &[Candidate<'_>], out: &mut Vec<f64>) {
     out.clear();
     if candidates.iter().any(|c| c.deployment.weight.is_some()) {
-        out.extend(candidates.iter().map(|c| c.deployment.weight.unwrap_or(DEFAULT_WEIGHT)));
+        out.extend(
+            candidates
+                .iter()
+                .map(|c| c.deployment.weight.unwrap_or(DEFAULT_WEIGHT)),
+        );
         return;
     }
     let pick: [fn(&Candidate<'_>) -> Option<u64>; 2] = [|c| c.deployment.rpm, |c| c.deployment.tpm];
     for field in pick {
-        let set: Vec<f64> = candidates.iter().filter_map(field).map(|v| v as f64).collect();
+        let set: Vec<f64> = candidates
+            .iter()
+            .filter_map(field)
+            .map(|v| v as f64)
+            .collect();
         if !set.is_empty() {
             let mean = set.iter().sum::<f64>() / set.len() as f64;
-            out.extend(candidates.iter().map(|c| field(c).map_or(mean, |v| v as f64)));
+            out.extend(
+                candidates
+                    .iter()
+                    .map(|c| field(c).map_or(mean, |v| v as f64)),
+            );
             return;
         }
     }
@@ -75,7 +87,10 @@ impl Strategy for SimpleShuffle {
             .collect();
         let zeros_start = {
             keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
-            keyed.iter().position(|k| k.0.is_infinite()).unwrap_or(keyed.len())
+            keyed
+                .iter()
+                .position(|k| k.0.is_infinite())
+                .unwrap_or(keyed.len())
         };
         // Zero-weight candidates: uniformly shuffled among themselves.
         let tail = &mut keyed[zeros_start..];
@@ -111,7 +126,9 @@ mod tests {
 
     #[test]
     fn ranking_holds_each_candidate_once() {
-        let deps: Vec<_> = (0..7).map(|i| dep(&i.to_string()).with_weight(i as f64)).collect();
+        let deps: Vec<_> = (0..7)
+            .map(|i| dep(&i.to_string()).with_weight(i as f64))
+            .collect();
         let cands: Vec<_> = deps.iter().map(Candidate::new).collect();
         let mut rng = SmallRng::seed_from_u64(1);
         let mut out = Vec::new();

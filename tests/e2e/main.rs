@@ -1,0 +1,10 @@
+//! End-to-end tests: lb-mock upstreams, the router and the gateway on
+//! loopback, driven by a real OpenAI client and by raw HTTP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns fail loudly too
+
+mod errors;
+mod gateway;
+mod library;
+mod openai_client;
+mod streaming;

@@ -1,0 +1,138 @@
+//! Raw SSE through the gateway.
+
+use std::time::Duration;
+
+use lb_e2e::Harness;
+use lb_mock::Fault;
+use serde_json::{Value, json};
+
+fn events(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| e.strip_prefix("data: ").unwrap_or(e).to_owned())
+        .collect()
+}
+
+fn stream_body(include_usage: bool) -> Value {
+    json!({
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": true,
+        "stream_options": {"include_usage": include_usage}
+    })
+}
+
+#[tokio::test]
+async fn every_chunk_arrives_and_done_is_last() {
+    let h = Harness::start(1, "").await;
+    let resp = h.post("/v1/chat/completions", &stream_body(true)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    assert_eq!(resp.headers()["x-litellm-model-id"], "dep-0");
+    let ev = events(&resp.text().await.unwrap());
+    assert_eq!(ev.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = ev[..ev.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert_eq!(chunks.len(), 19, "role + 16 tokens + finish + usage");
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| {
+            c["choices"]
+                .get(0)?
+                .get("delta")?
+                .get("content")?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(text.split(' ').count(), 16);
+    assert_eq!(chunks[17]["choices"][0]["finish_reason"], "stop");
+    assert_eq!(chunks[18]["usage"]["completion_tokens"], 16);
+    assert_eq!(
+        chunks[0]["model"], "mock-0",
+        "the model the upstream reported, not rewritten"
+    );
+}
+
+#[tokio::test]
+async fn no_usage_chunk_unless_asked() {
+    let h = Harness::start(1, "").await;
+    let ev = events(
+        &h.post("/v1/chat/completions", &stream_body(false))
+            .await
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(ev.len(), 19, "role + 16 tokens + finish + [DONE]");
+    assert!(ev.iter().all(|e| !e.contains("\"usage\"")));
+}
+
+#[tokio::test]
+async fn chunks_are_passed_through_as_they_arrive() {
+    let h = Harness::start(1, "").await;
+    h.dep(0).update_behavior(|b| {
+        b.token_interval = Duration::from_millis(100);
+        b.completion_tokens = 4;
+    });
+    let mut resp = h.post("/v1/chat/completions", &stream_body(false)).await;
+    // The first bytes arrive long before the whole answer is generated (~400 ms).
+    let first = tokio::time::timeout(Duration::from_millis(300), resp.chunk()).await;
+    let first = first.expect("first chunk not buffered").unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("data: "));
+}
+
+#[tokio::test]
+async fn stream_cut_mid_way_ends_with_error_event_and_no_done() {
+    let h = Harness::start(1, "").await;
+    h.dep(0).fail_next(1, Fault::CutStreamAfter(5));
+    let resp = h.post("/v1/chat/completions", &stream_body(true)).await;
+    assert_eq!(resp.status(), 200);
+    let ev = events(&resp.text().await.unwrap());
+    let last: Value = serde_json::from_str(ev.last().unwrap()).unwrap();
+    assert!(last.get("error").is_some(), "{last}");
+    assert!(
+        ev.iter().all(|e| e != "[DONE]"),
+        "a truncated answer must not look complete"
+    );
+    let contents = ev
+        .iter()
+        .filter(|e| e.contains("\"content\":\"") && !e.contains("\"content\":\"\""))
+        .count();
+    assert_eq!(contents, 5);
+}
+
+#[tokio::test]
+async fn stream_error_before_first_chunk_fails_over() {
+    let h = Harness::start(2, "").await;
+    for d in h.mock.deployments() {
+        d.fail_next(1, Fault::status(503));
+    }
+    // Both fail once: the call fails with 503 after trying each once.
+    let resp = h.post("/v1/chat/completions", &stream_body(false)).await;
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "api_error");
+    // One more failure on one of them: the stream is served by the other.
+    h.dep(0).fail_next(1, Fault::status(503));
+    h.dep(1).fail_next(1, Fault::Ok);
+    let resp = h.post("/v1/chat/completions", &stream_body(false)).await;
+    assert_eq!(resp.status(), 200);
+    let ev = events(&resp.text().await.unwrap());
+    assert_eq!(ev.last().map(String::as_str), Some("[DONE]"));
+}
+
+#[tokio::test]
+async fn slow_first_token_past_stream_timeout_is_a_timeout() {
+    let h = Harness::start(
+        1,
+        "router_settings:\n  stream_timeout: 0.2\n  timeout: 30\n",
+    )
+    .await;
+    h.dep(0)
+        .fail_next(1, Fault::SlowFirstToken(Duration::from_secs(3)));
+    let resp = h.post("/v1/chat/completions", &stream_body(false)).await;
+    assert_eq!(resp.status(), 408);
+}

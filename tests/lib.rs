@@ -1,0 +1,100 @@
+//! End-to-end test harness: `lb-mock` deployments, a router configured from
+//! LiteLLM YAML, and the gateway, all on free loopback ports.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a test harness: a failed setup fails the test loudly
+
+use std::time::Duration;
+
+use lb_gateway::{GatewayOptions, RunningGateway};
+use lb_mock::{MockDeployment, MockServer};
+use lb_router::{Router, RouterConfig};
+
+/// Mock upstreams, a router over them and a gateway in front.
+pub struct Harness {
+    /// The mock upstreams (deployment `i` is `dep-i` in the config).
+    pub mock: MockServer,
+    /// The router the gateway serves.
+    pub router: Router,
+    /// The running gateway.
+    pub gateway: RunningGateway,
+    /// A plain HTTP client for raw requests.
+    pub http: reqwest::Client,
+}
+
+/// YAML `model_list` entries for `n` mock deployments of group `group`,
+/// with ids `dep-0`, `dep-1`, ...; `{url_i}` placeholders are filled in.
+pub fn model_list(group: &str, urls: &[String], extra_params: &str) -> String {
+    let mut yaml = String::from("model_list:\n");
+    for (i, url) in urls.iter().enumerate() {
+        yaml.push_str(&format!(
+            "  - model_name: {group}\n    litellm_params:\n      model: openai/mock-{i}\n      api_base: \"{url}\"\n      api_key: sk-test-{i}\n{extra_params}    model_info:\n      id: dep-{i}\n"
+        ));
+    }
+    yaml
+}
+
+impl Harness {
+    /// `n` mock deployments in group `gpt-4o`, plus `rest` appended to the config.
+    pub async fn start(n: usize, rest: &str) -> Harness {
+        Self::start_with(n, |urls| {
+            format!("{}{rest}", model_list("gpt-4o", urls, ""))
+        })
+        .await
+    }
+
+    /// `n` mock deployments and a config built from their base URLs.
+    pub async fn start_with(n: usize, config: impl FnOnce(&[String]) -> String) -> Harness {
+        let mock = MockServer::start(n).await.expect("mock starts");
+        let urls: Vec<String> = mock
+            .deployments()
+            .iter()
+            .map(MockDeployment::base_url)
+            .collect();
+        let yaml = config(&urls);
+        let cfg = RouterConfig::from_yaml(&yaml).unwrap_or_else(|e| panic!("config: {e}\n{yaml}"));
+        let options = GatewayOptions::from_general(&cfg.general);
+        let router = Router::from_config(cfg).expect("router builds");
+        let gateway = lb_gateway::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            router.clone(),
+            options,
+        )
+        .await
+        .expect("gateway starts");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("client");
+        Harness {
+            mock,
+            router,
+            gateway,
+            http,
+        }
+    }
+
+    /// Mock deployment `i`.
+    pub fn dep(&self, i: usize) -> &MockDeployment {
+        self.mock.deployment(i)
+    }
+
+    /// `http://gateway/v1`.
+    pub fn v1(&self) -> String {
+        format!("{}/v1", self.gateway.url())
+    }
+
+    /// POSTs `body` as JSON to the gateway path `path`.
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.gateway.url()))
+            .json(body)
+            .send()
+            .await
+            .expect("request reaches the gateway")
+    }
+
+    /// A minimal chat body for `model`.
+    pub fn chat(model: &str) -> serde_json::Value {
+        serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hello there"}]})
+    }
+}

@@ -1,0 +1,86 @@
+//! Project automation: `cargo xtask ci | tidy | demo | bench`.
+//!
+//! Kept small on purpose: plain `std::process::Command`, one dependency.
+
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn run(step: &str, mut cmd: Command) -> Result<(), String> {
+    eprintln!("==> {step}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("{step}: cannot start: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{step}: failed ({status})"))
+    }
+}
+
+fn ci() -> Result<(), String> {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    run("cargo fmt --check", fmt)?;
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run("cargo clippy -D warnings", clippy)?;
+    eprintln!("==> tidy");
+    tidy::check(&root())?;
+    let mut test = cargo();
+    test.args(["test", "--workspace"]);
+    run("cargo test --workspace", test)?;
+    eprintln!("==> ci passed");
+    Ok(())
+}
+
+fn bench_bin(args: &[&str]) -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args(["run", "--quiet", "--release", "--package", "lb-bench", "--"])
+        .args(args);
+    run(&format!("lb-bench {}", args.join(" ")), cmd)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("tidy") => tidy::check(&root()),
+        Some("demo") => bench_bin(&[&["demo"], rest.as_slice()].concat()),
+        Some("bench") => bench_bin(&[&["bench"], rest.as_slice()].concat()),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n  ci     fmt check, clippy -D warnings, tidy, all tests\n  tidy   layering and docs checks\n  demo   the router serving loopback traffic over mock deployments\n  bench  gateway versus direct-to-mock, written to docs/benchmarks.md"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
