@@ -4,6 +4,10 @@
 
 mod load;
 
+/// mimalloc: the allocator the gateway binary ships with, for the whole benchmark process.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -9,6 +9,11 @@ use lb_gateway::GatewayOptions;
 use lb_router::{Router, RouterConfig};
 use tokio::net::TcpListener;
 
+/// mimalloc: with glibc's malloc the gateway serves about half the
+/// requests per second under concurrency (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// An OpenAI-compatible gateway over a pool of LLM deployments, configured
 /// with LiteLLM's proxy YAML.
 #[derive(Debug, Parser)]

@@ -67,8 +67,8 @@ impl Redactor {
 pub struct OpenAiCompatible {
     http: reqwest::Client,
     api_base: String,
-    chat_url: String,
-    embeddings_url: String,
+    chat_url: reqwest::Url,
+    embeddings_url: reqwest::Url,
     auth: Option<(HeaderName, HeaderValue)>,
     model: String,
     default_params: Map<String, Value>,
@@ -138,6 +138,13 @@ impl OpenAiCompatible {
                 )
             }
         };
+        let parse = |url: String| {
+            reqwest::Url::parse(&url).map_err(|_| ProviderConfigError::BadApiBase {
+                api_base: base.clone(),
+            })
+        };
+        let chat_url = parse(chat_url)?;
+        let embeddings_url = parse(embeddings_url)?;
         let auth = match auth_value {
             Some(v) => {
                 let mut value =
@@ -162,7 +169,7 @@ impl OpenAiCompatible {
 
     async fn send<B: Serialize + ?Sized>(
         &self,
-        url: &str,
+        url: &reqwest::Url,
         body: &B,
     ) -> Result<reqwest::Response, UpstreamError> {
         let bytes = serde_json::to_vec(body).map_err(|e| {
@@ -173,7 +180,7 @@ impl OpenAiCompatible {
         })?;
         let mut req = self
             .http
-            .post(url)
+            .post(url.clone())
             .header(CONTENT_TYPE, "application/json")
             .body(bytes);
         if let Some((name, value)) = &self.auth {
@@ -407,7 +414,7 @@ mod tests {
         d.api_version = Some("2024-06-01".into());
         let c = OpenAiCompatible::new(&HttpClient::new(), &d).unwrap();
         assert_eq!(
-            c.chat_url,
+            c.chat_url.as_str(),
             "https://x.openai.azure.com/openai/deployments/my-deploy/chat/completions?api-version=2024-06-01"
         );
         let (name, value) = c.auth.as_ref().unwrap();
