@@ -48,3 +48,8 @@ pub use lb_core::{
     DeploymentId, EmbeddingRequest, EmbeddingResponse, ErrorClass, Secret, UpstreamError,
 };
 pub use lb_providers::{HttpClient, Provider};
+
+/// The README's examples compile.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+mod readme {}
