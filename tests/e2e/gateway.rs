@@ -234,6 +234,29 @@ async fn bad_json_unknown_model_and_bad_router_param() {
 }
 
 #[tokio::test]
+async fn wrong_method_and_unknown_path_get_json_errors() {
+    let h = Harness::start(1, "").await;
+    let resp = h
+        .http
+        .get(format!("{}/chat/completions", h.v1()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "method_not_allowed");
+    let resp = h
+        .http
+        .get(format!("{}/v1/nope", h.gateway.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["type"], "invalid_request_error");
+}
+
+#[tokio::test]
 async fn body_limit_gives_413_json() {
     let h = Harness::start(1, "general_settings:\n  max_request_size_mb: 1\n").await;
     let big = "x".repeat(1_100_000);

@@ -117,3 +117,47 @@ async fn unknown_model_names_the_groups() {
         "{err}"
     );
 }
+
+/// A strategy that returns garbage: out-of-range and repeated indices.
+#[derive(Debug)]
+struct Careless;
+
+impl lb_router::Strategy for Careless {
+    fn name(&self) -> &'static str {
+        "careless"
+    }
+
+    fn rank(
+        &self,
+        _candidates: &[lb_router::Candidate<'_>],
+        _rng: &mut dyn rand::RngCore,
+        out: &mut Vec<usize>,
+    ) {
+        out.clear();
+        out.extend([7, 1, 1, 99]);
+    }
+}
+
+#[tokio::test]
+async fn a_custom_strategy_cannot_break_the_call_loop() {
+    let mock = MockServer::start(2).await.unwrap();
+    let mut builder = Router::builder().strategy(Box::new(Careless));
+    for (i, d) in mock.deployments().iter().enumerate() {
+        builder = builder.deployment(
+            Deployment::new(format!("d{i}"), "chat", "openai", "m").with_api_base(d.base_url()),
+        );
+    }
+    let router = builder.build().unwrap();
+    mock.deployment(1).fail_next(1, Fault::status(500));
+    let routed = router
+        .completion(ChatCompletionRequest::new(
+            "chat",
+            vec![ChatMessage::user("hi")],
+        ))
+        .await
+        .unwrap();
+    // d1 (ranked first) failed once; d0 (left out by the strategy) was appended and served.
+    assert_eq!(routed.meta.deployment_id.as_str(), "d0");
+    assert_eq!(routed.meta.attempts, 2);
+    assert_eq!(mock.deployment(1).requests(), 1, "never tried twice");
+}

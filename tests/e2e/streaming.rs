@@ -82,9 +82,15 @@ async fn chunks_are_passed_through_as_they_arrive() {
     // A buffering gateway would hold the first chunk for 30 s; a passthrough one
     // delivers it at once. 5 s is a generous bound between the two.
     let first = tokio::time::timeout(Duration::from_secs(5), resp.chunk()).await;
-    let first = first.expect("the first chunk was buffered").unwrap().unwrap();
+    let first = first
+        .expect("the first chunk was buffered")
+        .unwrap()
+        .unwrap();
     let first = String::from_utf8_lossy(&first);
-    assert!(first.starts_with("data: ") && first.contains("\"role\":\"assistant\""), "{first}");
+    assert!(
+        first.starts_with("data: ") && first.contains("\"role\":\"assistant\""),
+        "{first}"
+    );
 }
 
 #[tokio::test]
@@ -138,4 +144,27 @@ async fn slow_first_token_past_stream_timeout_is_a_timeout() {
         .fail_next(1, Fault::SlowFirstToken(Duration::from_secs(3)));
     let resp = h.post("/v1/chat/completions", &stream_body(false)).await;
     assert_eq!(resp.status(), 408);
+}
+
+#[tokio::test]
+async fn a_stream_that_goes_quiet_ends_with_a_timeout_event() {
+    let h = Harness::start(1, "router_settings:\n  stream_timeout: 0.3\n").await;
+    // The role chunk comes at once, then nothing for 10 s.
+    h.dep(0).update_behavior(|b| {
+        b.token_interval = Duration::from_secs(10);
+        b.completion_tokens = 2;
+    });
+    let resp = h.post("/v1/chat/completions", &stream_body(false)).await;
+    assert_eq!(resp.status(), 200);
+    let ev = events(&resp.text().await.unwrap());
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    let last: Value = serde_json::from_str(&ev[1]).unwrap();
+    assert_eq!(last["error"]["type"], "timeout", "{last}");
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("stalled"),
+        "{last}"
+    );
 }

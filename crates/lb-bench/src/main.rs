@@ -224,22 +224,47 @@ fn mock_ceiling(seconds: u64) -> Result<LoadResult, String> {
             .map_err(|e| e.to_string())?;
         rt.block_on(async move {
             let mock = MockServer::start(1).await.map_err(|e| e.to_string())?;
-            let _ = url_tx.send(format!("{}/chat/completions", mock.deployment(0).base_url()));
+            let _ = url_tx.send(format!(
+                "{}/chat/completions",
+                mock.deployment(0).base_url()
+            ));
             let _ = stop_rx.await;
             mock.shutdown().await;
             Ok(())
         })
     });
-    let url = url_rx.recv().map_err(|_| "the mock thread did not start".to_owned())?;
+    let url = url_rx
+        .recv()
+        .map_err(|_| "the mock thread did not start".to_owned())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     let result = rt.block_on(async move {
-        let shots = Arc::new(vec![Shot { url, body: chat_body(false), stream: false }]);
+        let shots = Arc::new(vec![Shot {
+            url,
+            body: chat_body(false),
+            stream: false,
+        }]);
         let client = client();
-        let _ = load::run(&client, Arc::clone(&shots), |_| 0, 64, Stop::Requests(5000), None).await;
-        load::run(&client, shots, |_| 0, 64, Stop::Time(Duration::from_secs(seconds)), None).await
+        let _ = load::run(
+            &client,
+            Arc::clone(&shots),
+            |_| 0,
+            64,
+            Stop::Requests(5000),
+            None,
+        )
+        .await;
+        load::run(
+            &client,
+            shots,
+            |_| 0,
+            64,
+            Stop::Time(Duration::from_secs(seconds)),
+            None,
+        )
+        .await
     });
     let _ = stop_tx.send(());
     server
@@ -253,7 +278,12 @@ struct Phase {
     gateway: LoadResult,
 }
 
-async fn bench(seconds: u64, latency_requests: u64, out: &str, ceiling: LoadResult) -> Result<(), String> {
+async fn bench(
+    seconds: u64,
+    latency_requests: u64,
+    out: &str,
+    ceiling: LoadResult,
+) -> Result<(), String> {
     let mock = MockServer::start(1)
         .await
         .map_err(|e| format!("cannot start mock: {e}"))?;
@@ -371,7 +401,14 @@ fn machine() -> String {
     )
 }
 
-fn report(c1: &Phase, c64: &Phase, ceiling: &LoadResult, seconds: u64, latency_requests: u64, failed: u64) -> String {
+fn report(
+    c1: &Phase,
+    c64: &Phase,
+    ceiling: &LoadResult,
+    seconds: u64,
+    latency_requests: u64,
+    failed: u64,
+) -> String {
     let added_p50 = c1.gateway.quantile_ms(0.5) - c1.direct.quantile_ms(0.5);
     let added_p99 = c1.gateway.quantile_ms(0.99) - c1.direct.quantile_ms(0.99);
     let share = c64.gateway.throughput() / c64.direct.throughput() * 100.0;

@@ -24,6 +24,32 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
     Value::deserialize(d).map(Some)
 }
 
+/// Reads `null` as the type's default (upstreams differ in what they leave null).
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Reads a count or timestamp leniently: integers, floats (truncated),
+/// numeric strings and `null` (zero).
+fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+            .unwrap_or(0),
+        Some(Value::String(s)) => s.trim().parse::<f64>().map_or(0, |f| f.max(0.0) as u64),
+        _ => 0,
+    })
+}
+
+fn lenient_u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    lenient_u64(d).map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+}
+
 /// A chat completion request (`POST /v1/chat/completions`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatCompletionRequest {
@@ -144,13 +170,13 @@ impl ChatMessage {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
     /// Tokens in the prompt.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_u64")]
     pub prompt_tokens: u64,
     /// Tokens generated.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_u64")]
     pub completion_tokens: u64,
     /// Sum of both.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_u64")]
     pub total_tokens: u64,
     /// Details (cached tokens, reasoning tokens, ...).
     #[serde(flatten)]
@@ -161,19 +187,19 @@ pub struct Usage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatCompletionResponse {
     /// The upstream's response id.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub id: String,
     /// `chat.completion`.
     #[serde(default = "chat_completion_object")]
     pub object: String,
     /// Unix seconds.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_u64")]
     pub created: u64,
     /// The model that answered, as its upstream reported it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub model: String,
     /// The generated choices.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub choices: Vec<Choice>,
     /// Token counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -195,7 +221,7 @@ fn chat_completion_chunk_object() -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Choice {
     /// Position of this choice.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_u32")]
     pub index: u32,
     /// The generated message.
     pub message: ChatMessage,
@@ -211,19 +237,19 @@ pub struct Choice {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatCompletionChunk {
     /// The upstream's response id.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub id: String,
     /// `chat.completion.chunk`.
     #[serde(default = "chat_completion_chunk_object")]
     pub object: String,
     /// Unix seconds.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_u64")]
     pub created: u64,
     /// The model that answered, as its upstream reported it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub model: String,
     /// The deltas of this chunk.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub choices: Vec<ChunkChoice>,
     /// Token counts (only on the final chunk, when asked for).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -244,7 +270,7 @@ impl ChatCompletionChunk {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChunkChoice {
     /// Position of this choice.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_u32")]
     pub index: u32,
     /// The new content (role, content, tool_calls, ...), kept as sent.
     #[serde(default)]
@@ -294,10 +320,10 @@ pub struct EmbeddingResponse {
     #[serde(default = "list_object")]
     pub object: String,
     /// One entry per input, kept as sent (`embedding` may be floats or base64).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub data: Vec<Value>,
     /// The model that answered, as its upstream reported it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub model: String,
     /// Token counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -367,6 +393,32 @@ mod tests {
         .unwrap();
         assert_eq!(chunk.finish_reason(), Some("stop"));
         assert_eq!(chunk.choices[0].content(), Some("x"));
+    }
+
+    #[test]
+    fn nulls_and_odd_numbers_from_upstreams_are_tolerated() {
+        let chunk: ChatCompletionChunk = serde_json::from_value(json!({
+            "id": null, "created": 1.7e9, "model": null, "choices": null,
+            "usage": {"prompt_tokens": null, "completion_tokens": "7", "total_tokens": 7.0}
+        }))
+        .unwrap();
+        assert_eq!(chunk.created, 1_700_000_000);
+        assert!(chunk.choices.is_empty());
+        let usage = chunk.usage.unwrap();
+        assert_eq!(
+            (
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.total_tokens
+            ),
+            (0, 7, 7)
+        );
+        let resp: ChatCompletionResponse = serde_json::from_value(json!({
+            "id": "x", "created": null, "model": "m",
+            "choices": [{"index": null, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]
+        }))
+        .unwrap();
+        assert_eq!(resp.choices[0].index, 0);
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub(crate) fn error_response(
 pub(crate) fn router_error_response(err: &RouterError) -> Response {
     let retry_after = err
         .retry_after()
-        .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
+        .map(|d| d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0)));
     error_response(
         err.status(),
         &err.to_string(),
@@ -248,6 +248,18 @@ pub(crate) async fn not_found() -> Response {
         "invalid_request_error",
         None,
         Some("not_found"),
+        None,
+    )
+}
+
+/// A known path with the wrong method.
+pub(crate) async fn method_not_allowed() -> Response {
+    error_response(
+        405,
+        "method not allowed on this route",
+        "invalid_request_error",
+        None,
+        Some("method_not_allowed"),
         None,
     )
 }

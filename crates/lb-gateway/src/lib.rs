@@ -102,6 +102,7 @@ pub fn app(router: Router, options: GatewayOptions) -> HttpRouter {
         .route("/health/liveness", get(handlers::liveliness))
         .route("/health/readiness", get(handlers::readiness))
         .fallback(handlers::not_found)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             handlers::panic_response,

@@ -90,6 +90,11 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if options.master_key.is_none() {
+        tracing::warn!(
+            "no master key (general_settings.master_key or LITELLM_MASTER_KEY): every client may call the gateway"
+        );
+    }
     tracing::info!(%addr, deployments = router.deployments().count(), strategy = router.strategy_name(), "lb-gateway listening");
     match lb_gateway::serve(listener, router, options, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,7 +10,11 @@ use std::time::Duration;
 use lb_mock::MockServer;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn write_config(text: &str) -> tempfile_path::TempPath {
@@ -50,7 +54,12 @@ mod tempfile_path {
 
 fn spawn(config: &std::path::Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_lb-gateway"))
-        .args(["--config", config.to_str().unwrap(), "--port", &port.to_string()])
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+        ])
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -60,7 +69,11 @@ fn spawn(config: &std::path::Path, port: u16) -> Child {
 
 async fn wait_ready(client: &reqwest::Client, port: u16) {
     for _ in 0..500 {
-        if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/health/readiness")).send().await {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/health/readiness"))
+            .send()
+            .await
+        {
             if r.status() == 200 {
                 return;
             }
@@ -73,7 +86,8 @@ async fn wait_ready(client: &reqwest::Client, port: u16) {
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish_and_logs_hold_no_keys() {
     let mock = MockServer::start(1).await.unwrap();
-    mock.deployment(0).update_behavior(|b| b.latency = Duration::from_millis(400));
+    mock.deployment(0)
+        .update_behavior(|b| b.latency = Duration::from_millis(400));
     let config = write_config(&format!(
         "model_list:\n  - model_name: g\n    litellm_params: {{model: openai/m, api_base: \"{}\", api_key: sk-upstream-secret}}\n    model_info: {{id: d0}}\n  - model_name: g\n    litellm_params: {{model: openai/m, api_base: \"{}\", max_parallel_requests: 2}}\n    model_info: {{id: d1}}\ngeneral_settings:\n  master_key: sk-master-secret\n",
         mock.deployment(0).base_url(),
@@ -92,21 +106,33 @@ async fn sigterm_lets_in_flight_requests_finish_and_logs_hold_no_keys() {
     while mock.deployment(0).in_flight() == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let resp = in_flight.await.unwrap().unwrap();
     assert_eq!(resp.status(), 200, "the in-flight request finished");
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(output.status.success(), "clean exit: {:?}", output.status);
     let logs = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(logs.contains("max_parallel_requests is not implemented yet"), "{logs}");
+    assert!(
+        logs.contains("max_parallel_requests is not implemented yet"),
+        "{logs}"
+    );
     assert!(logs.contains("request served"), "{logs}");
     assert!(logs.contains("shutting down"), "{logs}");
-    assert!(!logs.contains("sk-upstream-secret") && !logs.contains("sk-master-secret"), "{logs}");
+    assert!(
+        !logs.contains("sk-upstream-secret") && !logs.contains("sk-master-secret"),
+        "{logs}"
+    );
 }
 
 #[tokio::test]
@@ -115,13 +141,20 @@ async fn bad_config_exits_with_the_exact_path() {
         "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a}\n  - model_name: b\n    litellm_params: {model: openai/b}\n  - model_name: c\n    litellm_params: {model: openai/c, rpm: ten}\n",
     );
     let output = Command::new(env!("CARGO_BIN_EXE_lb-gateway"))
-        .args(["--config", config.0.to_str().unwrap(), "--port", &free_port().to_string()])
+        .args([
+            "--config",
+            config.0.to_str().unwrap(),
+            "--port",
+            &free_port().to_string(),
+        ])
         .output()
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains(r#"model_list[2].litellm_params.rpm: expected a positive integer, got "ten""#),
+        stderr.contains(
+            r#"model_list[2].litellm_params.rpm: expected a positive integer, got "ten""#
+        ),
         "{stderr}"
     );
 }

@@ -20,10 +20,18 @@ pub fn classify_error(
 ) -> UpstreamError {
     let parsed = parse_body(body);
     let class = class_of(status, &parsed);
-    let message = if parsed.message.is_empty() {
+    let mut message = if parsed.message.is_empty() {
         format!("upstream returned status {status}")
     } else {
         parsed.message
+    };
+    // Only 4xx and 5xx are errors a client may see as they are; anything else
+    // (a redirect, a 1xx) is a broken upstream: a bad gateway.
+    let status = if (400..600).contains(&status) {
+        status
+    } else {
+        message = format!("upstream answered with unexpected status {status}: {message}");
+        502
     };
     let mut err = UpstreamError::new(class, message)
         .with_status(status)
@@ -33,23 +41,38 @@ pub fn classify_error(
     err
 }
 
+/// Longest retry-after honoured; longer hints are capped to it.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+fn capped_secs(value: f64) -> Option<Duration> {
+    if value.is_nan() || value < 0.0 {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(value).map_or(MAX_RETRY_AFTER, |d| d.min(MAX_RETRY_AFTER)))
+}
+
 /// Reads how long an upstream asked us to wait: `retry-after-ms`, else
 /// `Retry-After` as seconds (integer or decimal) or as an HTTP date.
-/// A date in the past means zero; unreadable values mean none.
+/// A date in the past means zero; unreadable values mean none; anything
+/// beyond [`MAX_RETRY_AFTER`] is capped to it.
 pub fn parse_retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     if let Some(ms) =
         header_str(headers, "retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok())
     {
-        if ms.is_finite() && ms >= 0.0 {
-            return Some(Duration::from_secs_f64(ms / 1000.0));
+        if let Some(d) = capped_secs(ms / 1000.0) {
+            return Some(d);
         }
     }
     let value = header_str(headers, "retry-after")?.trim();
     if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return capped_secs(secs);
     }
     let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(
+        at.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -431,6 +454,36 @@ mod tests {
                 e.message
             );
         }
+    }
+
+    #[test]
+    fn huge_or_negative_retry_after_never_panics() {
+        for (name, value, expected) in [
+            ("retry-after", "1e20", Some(MAX_RETRY_AFTER)),
+            ("retry-after-ms", "1e30", Some(MAX_RETRY_AFTER)),
+            ("retry-after", "inf", Some(MAX_RETRY_AFTER)),
+            ("retry-after", "-3", None),
+            ("retry-after", "NaN", None),
+            (
+                "retry-after",
+                "Fri, 31 Dec 9999 23:59:59 GMT",
+                Some(MAX_RETRY_AFTER),
+            ),
+        ] {
+            assert_eq!(
+                parse_retry_after(&headers(&[(name, value)]), now()),
+                expected,
+                "{name}: {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn non_error_status_is_a_bad_gateway() {
+        let e = classify_error(302, &HeaderMap::new(), b"", now());
+        assert_eq!(e.status, Some(502));
+        assert_eq!(e.class, ErrorClass::ServerError);
+        assert!(e.message.contains("unexpected status 302"), "{}", e.message);
     }
 
     #[test]

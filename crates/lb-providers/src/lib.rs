@@ -36,7 +36,7 @@ mod openai;
 mod registry;
 mod sse;
 
-pub use classify::{classify_error, parse_retry_after};
+pub use classify::{MAX_RETRY_AFTER, classify_error, parse_retry_after};
 pub use error::ProviderConfigError;
 pub use openai::{HttpClient, OpenAiCompatible};
 pub use registry::{ProviderSpec, ResolvedModel, known_providers, resolve_model};
@@ -63,7 +63,8 @@ pub trait Provider: Send + Sync + fmt::Debug {
         timeout: Duration,
     ) -> Result<ChatCompletionResponse, UpstreamError>;
 
-    /// A streamed chat completion; `timeout` bounds the wait for the first chunk.
+    /// A streamed chat completion; `timeout` bounds the wait for the first
+    /// chunk and every gap between chunks after it.
     async fn chat_stream(
         &self,
         req: &ChatCompletionRequest,

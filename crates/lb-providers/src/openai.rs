@@ -30,6 +30,9 @@ impl HttpClient {
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(1024)
             .tcp_nodelay(true)
+            // Never follow redirects: a key in an `api-key` header would follow
+            // to another host, and a POST would turn into a GET.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
         Self(client)
@@ -156,7 +159,7 @@ impl OpenAiCompatible {
         };
         Ok(Self {
             http: http.0.clone(),
-            api_base: base,
+            api_base: display_base(&base),
             chat_url,
             embeddings_url,
             auth,
@@ -186,7 +189,7 @@ impl OpenAiCompatible {
         if let Some((name, value)) = &self.auth {
             req = req.header(name.clone(), value.clone());
         }
-        let resp = req.send().await.map_err(|e| self.transport_error(&e))?;
+        let resp = req.send().await.map_err(|e| self.transport_error(e))?;
         let status = resp.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(resp);
@@ -198,15 +201,16 @@ impl OpenAiCompatible {
         Err(err)
     }
 
-    fn transport_error(&self, e: &reqwest::Error) -> UpstreamError {
+    fn transport_error(&self, e: reqwest::Error) -> UpstreamError {
         let class = if e.is_timeout() {
             ErrorClass::Timeout
         } else {
             ErrorClass::Connection
         };
-        // reqwest's Display names the URL (no credentials in it) and the cause chain.
-        let mut msg = e.to_string();
-        let mut source = std::error::Error::source(e);
+        // The URL is left out (it may carry credentials); the cleaned base is named instead.
+        let e = e.without_url();
+        let mut msg = format!("{e} (calling {})", self.api_base);
+        let mut source = std::error::Error::source(&e);
         while let Some(s) = source {
             msg.push_str(": ");
             msg.push_str(&s.to_string());
@@ -221,6 +225,20 @@ impl OpenAiCompatible {
             self.redactor
                 .redact(format!("unreadable {what} from upstream: {e}")),
         )
+    }
+}
+
+/// The base URL as shown in headers, logs and errors: no user, password or query.
+fn display_base(base: &str) -> String {
+    match reqwest::Url::parse(base) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            url.set_fragment(None);
+            url.as_str().trim_end_matches('/').to_owned()
+        }
+        Err(_) => String::new(),
     }
 }
 
@@ -273,8 +291,11 @@ fn request_sets(r: &ChatCompletionRequest, key: &str) -> bool {
     match key {
         "stream" => r.stream.is_some(),
         "stream_options" => r.stream_options.is_some(),
-        "max_tokens" => r.max_tokens.is_some(),
-        "max_completion_tokens" => r.max_completion_tokens.is_some(),
+        // One generation limit: a request that sets either name overrides a
+        // default under either name (OpenAI refuses both at once).
+        "max_tokens" | "max_completion_tokens" => {
+            r.max_tokens.is_some() || r.max_completion_tokens.is_some()
+        }
         "model" | "messages" => true,
         _ => false,
     }
@@ -317,7 +338,7 @@ impl Provider for OpenAiCompatible {
         };
         let call = async {
             let resp = self.send(&self.chat_url, &body).await?;
-            let bytes = resp.bytes().await.map_err(|e| self.transport_error(&e))?;
+            let bytes = resp.bytes().await.map_err(|e| self.transport_error(e))?;
             serde_json::from_slice::<ChatCompletionResponse>(&bytes)
                 .map_err(|e| self.unreadable("chat completion", e))
         };
@@ -351,6 +372,25 @@ impl Provider for OpenAiCompatible {
         let (first, rest) = tokio::time::timeout(timeout, first)
             .await
             .unwrap_or_else(|_| Err(timed_out(timeout)))?;
+        // After the first chunk, `timeout` bounds every gap between chunks: a
+        // stream that goes quiet ends with a timeout instead of hanging.
+        let rest = stream::unfold(Some(rest), move |state| async move {
+            let mut rest = state?;
+            match tokio::time::timeout(timeout, rest.next()).await {
+                Ok(Some(item)) => {
+                    let ended = item.is_err();
+                    Some((item, (!ended).then_some(rest)))
+                }
+                Ok(None) => None,
+                Err(_) => Some((
+                    Err(UpstreamError::new(
+                        ErrorClass::Timeout,
+                        format!("upstream stream stalled: no chunk within {timeout:?}"),
+                    )),
+                    None,
+                )),
+            }
+        });
         Ok(Box::pin(stream::once(async move { Ok(first) }).chain(rest)))
     }
 
@@ -366,7 +406,7 @@ impl Provider for OpenAiCompatible {
         };
         let call = async {
             let resp = self.send(&self.embeddings_url, &body).await?;
-            let bytes = resp.bytes().await.map_err(|e| self.transport_error(&e))?;
+            let bytes = resp.bytes().await.map_err(|e| self.transport_error(e))?;
             serde_json::from_slice::<EmbeddingResponse>(&bytes)
                 .map_err(|e| self.unreadable("embeddings response", e))
         };
@@ -435,6 +475,30 @@ mod tests {
             OpenAiCompatible::new(&HttpClient::new(), &d),
             Err(ProviderConfigError::BadApiBase { .. })
         ));
+    }
+
+    #[test]
+    fn api_base_is_shown_without_credentials_or_query() {
+        let d = Deployment::new("a", "g", "openai", "m")
+            .with_api_base("https://user:tok@vllm.internal/v1?key=abc");
+        let c = OpenAiCompatible::new(&HttpClient::new(), &d).unwrap();
+        assert_eq!(c.api_base(), "https://vllm.internal/v1");
+    }
+
+    #[test]
+    fn a_request_limit_under_either_name_overrides_both_defaults() {
+        let mut req = ChatCompletionRequest::new("group", vec![ChatMessage::user("hi")]);
+        req.max_completion_tokens = Some(5);
+        let mut defaults = Map::new();
+        defaults.insert("max_tokens".into(), 1000.into());
+        let body = serde_json::to_value(ChatBody {
+            req: &req,
+            model: "m",
+            defaults: &defaults,
+        })
+        .unwrap();
+        assert_eq!(body["max_completion_tokens"], 5);
+        assert!(body.get("max_tokens").is_none(), "{body}");
     }
 
     #[test]

@@ -7,13 +7,45 @@ use serde_json::Value;
 
 use crate::openai::Redactor;
 
+/// Which choices a stream has opened and finished.
+#[derive(Debug, Default)]
+struct Completion {
+    seen: Vec<(u32, bool)>,
+}
+
+impl Completion {
+    fn record(&mut self, chunk: &ChatCompletionChunk) {
+        for c in &chunk.choices {
+            let finished = c.finish_reason.is_some();
+            match self.seen.iter_mut().find(|(i, _)| *i == c.index) {
+                Some(entry) => entry.1 |= finished,
+                None => self.seen.push((c.index, finished)),
+            }
+        }
+    }
+
+    /// Every choice that appeared reached a `finish_reason` (and at least one did).
+    fn complete(&self) -> bool {
+        !self.seen.is_empty() && self.seen.iter().all(|(_, finished)| *finished)
+    }
+}
+
+fn truncated() -> UpstreamError {
+    UpstreamError::new(
+        ErrorClass::Connection,
+        "upstream stream ended before the answer was complete",
+    )
+}
+
 /// Turns an upstream `text/event-stream` body into chunks.
 ///
-/// Ends cleanly at `data: [DONE]`, or at end of body after a chunk carried a
-/// `finish_reason`. A body that ends (or breaks) before either yields a final
-/// connection error, so a truncated answer never looks complete. An event of
-/// invalid JSON is dropped and logged; an in-band `{"error": ...}` event ends
-/// the stream with that error.
+/// The stream is complete when every choice that appeared reached a
+/// `finish_reason`; it then ends cleanly at `data: [DONE]` or at the end of
+/// the body. A stream that ends (with or without `[DONE]`) or breaks before
+/// that yields a final connection error, so a truncated answer never looks
+/// complete. An event of invalid JSON is dropped and logged; valid JSON that
+/// is not a chunk, or an in-band `{"error": {...}}`, ends the stream with an
+/// error.
 pub(crate) fn chunks(
     resp: reqwest::Response,
     redactor: Redactor,
@@ -21,13 +53,13 @@ pub(crate) fn chunks(
     struct State<S> {
         events: S,
         finished: bool,
-        saw_finish_reason: bool,
+        completion: Completion,
         redactor: Redactor,
     }
     let state = State {
         events: Box::pin(resp.bytes_stream().eventsource()),
         finished: false,
-        saw_finish_reason: false,
+        completion: Completion::default(),
         redactor,
     };
     stream::unfold(state, |mut st| async move {
@@ -35,25 +67,23 @@ pub(crate) fn chunks(
             return None;
         }
         loop {
+            let end = |mut st: State<_>, err: UpstreamError| {
+                st.finished = true;
+                Some((Err(err), st))
+            };
             match st.events.next().await {
                 None => {
-                    st.finished = true;
-                    if st.saw_finish_reason {
+                    if st.completion.complete() {
                         return None;
                     }
-                    let err = UpstreamError::new(
-                        ErrorClass::Connection,
-                        "upstream stream ended before the answer was complete",
-                    );
-                    return Some((Err(err), st));
+                    return end(st, truncated());
                 }
                 Some(Err(e)) => {
-                    st.finished = true;
                     let err = UpstreamError::new(
                         ErrorClass::Connection,
                         st.redactor.redact(format!("upstream stream broke: {e}")),
                     );
-                    return Some((Err(err), st));
+                    return end(st, err);
                 }
                 Some(Ok(event)) => {
                     let data = event.data.trim();
@@ -61,22 +91,31 @@ pub(crate) fn chunks(
                         continue;
                     }
                     if data == "[DONE]" {
-                        return None;
+                        if st.completion.complete() {
+                            return None;
+                        }
+                        return end(st, truncated());
                     }
                     match serde_json::from_str::<Value>(data) {
-                        Ok(Value::Object(map)) if map.contains_key("error") => {
-                            st.finished = true;
-                            return Some((Err(in_band_error(&map["error"], &st.redactor)), st));
+                        Ok(Value::Object(map))
+                            if map.get("error").is_some_and(|e| !e.is_null()) =>
+                        {
+                            let err = in_band_error(&map["error"], &st.redactor);
+                            return end(st, err);
                         }
                         Ok(value) => match serde_json::from_value::<ChatCompletionChunk>(value) {
                             Ok(chunk) => {
-                                if chunk.finish_reason().is_some() {
-                                    st.saw_finish_reason = true;
-                                }
+                                st.completion.record(&chunk);
                                 return Some((Ok(chunk), st));
                             }
                             Err(e) => {
-                                tracing::warn!(error = %e, "dropped a stream event that is not a chat completion chunk");
+                                let err = UpstreamError::new(
+                                    ErrorClass::ServerError,
+                                    format!(
+                                        "upstream sent a stream event that is not a chat completion chunk: {e}"
+                                    ),
+                                );
+                                return end(st, err);
                             }
                         },
                         Err(e) => {
@@ -107,4 +146,30 @@ fn in_band_error(err: &Value, redactor: &Redactor) -> UpstreamError {
         _ => ErrorClass::ServerError,
     };
     UpstreamError::new(class, redactor.redact(message)).with_code(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(choices: &[(u32, Option<&str>)]) -> ChatCompletionChunk {
+        let choices: Vec<Value> = choices
+            .iter()
+            .map(|(i, f)| serde_json::json!({"index": i, "delta": {"content": "x"}, "finish_reason": f}))
+            .collect();
+        serde_json::from_value(serde_json::json!({"choices": choices})).unwrap()
+    }
+
+    #[test]
+    fn complete_only_when_every_choice_finished() {
+        let mut c = Completion::default();
+        assert!(!c.complete());
+        c.record(&chunk(&[(0, None), (1, None)]));
+        c.record(&chunk(&[(0, Some("stop"))]));
+        assert!(!c.complete(), "choice 1 is still open");
+        c.record(&chunk(&[(1, Some("length"))]));
+        assert!(c.complete());
+        c.record(&chunk(&[]));
+        assert!(c.complete(), "a usage-only chunk changes nothing");
+    }
 }

@@ -138,7 +138,7 @@ impl RouterBuilder {
     pub fn build(self) -> Result<Router, ConfigError> {
         let clock = self.clock.unwrap_or_else(SystemClock::shared);
         let http = self.http.unwrap_or_default();
-        let mut providers = self.providers;
+        let providers = self.providers;
         let mut entries = Vec::with_capacity(self.deployments.len());
         let mut groups: HashMap<Arc<str>, Vec<usize>> = HashMap::new();
         let mut group_order: Vec<Arc<str>> = Vec::new();
@@ -149,13 +149,9 @@ impl RouterBuilder {
                 .get(i)
                 .cloned()
                 .unwrap_or_else(|| format!("deployments[{i}]"));
-            if by_id.contains_key(&d.id) {
-                return Err(ConfigError::Invalid {
-                    path,
-                    message: format!("duplicate deployment id \"{}\"", d.id),
-                });
-            }
-            let provider: Arc<dyn Provider> = match providers.remove(&d.id) {
+            // Entries sharing an id (LiteLLM allows it) are separate
+            // deployments; addressing the id reaches the first.
+            let provider: Arc<dyn Provider> = match providers.get(&d.id).cloned() {
                 Some(p) => p,
                 None => Arc::new(
                     OpenAiCompatible::with_clock(&http, &d, Arc::clone(&clock)).map_err(|e| {
@@ -166,7 +162,7 @@ impl RouterBuilder {
                     })?,
                 ),
             };
-            by_id.insert(d.id.clone(), i);
+            by_id.entry(d.id.clone()).or_insert(i);
             match groups.get_mut(&d.model_group) {
                 Some(members) => members.push(i),
                 None => {

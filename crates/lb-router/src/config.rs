@@ -89,8 +89,11 @@ pub struct RouterConfig {
 impl RouterConfig {
     /// Reads a config from YAML text.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
-        let root: Value =
+        let mut root: Value =
             serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        // YAML merge keys (`<<: *defaults`), as PyYAML applies them.
+        root.apply_merge()
+            .map_err(|e| ConfigError::Syntax(e.to_string()))?;
         Parser::new(&root)?.parse(&root)
     }
 
@@ -147,6 +150,20 @@ const PARAMS_NOT_IMPLEMENTED: &[&str] = &[
     "max_retries",
     "use_in_pass_through",
     "merge_reasoning_content_in_choices",
+];
+
+/// `model_info` keys that change routing in LiteLLM and do nothing here yet
+/// (`model_info` is otherwise free-form metadata).
+const MODEL_INFO_NOT_IMPLEMENTED: &[&str] = &[
+    "supported_environments",
+    "team_id",
+    "team_public_model_name",
+    "access_groups",
+    "allowed_fails",
+    "allowed_fails_policy",
+    "cooldown_time",
+    "base_model",
+    "max_input_tokens",
 ];
 
 const ROUTER_SETTINGS_NOT_IMPLEMENTED: &[&str] = &[
@@ -370,6 +387,14 @@ impl Parser {
         }
     }
 
+    /// Seconds where `0` means "not set", as LiteLLM's `value or default` reads it.
+    fn optional_seconds(&self, v: &Value, path: &str) -> Result<Option<Duration>, ConfigError> {
+        if self.number(v, path, "a non-negative number of seconds")? == 0.0 {
+            return Ok(None);
+        }
+        self.seconds(v, path).map(Some)
+    }
+
     fn boolean(&self, v: &Value, path: &str) -> Result<bool, ConfigError> {
         match self.resolve(v, path)? {
             Value::Bool(b) => Ok(b),
@@ -406,7 +431,7 @@ impl Parser {
             Value::Null => "None".to_owned(),
             Value::Number(n) => match (n.as_i64(), n.as_f64()) {
                 (Some(i), _) => i.to_string(),
-                (None, Some(f)) if f.fract() == 0.0 && f.abs() < 1e16 => format!("{f:.1}"),
+                (None, Some(f)) => py_float(f),
                 _ => n.to_string(),
             },
             Value::Sequence(items) => {
@@ -416,9 +441,7 @@ impl Parser {
                         out.push_str(", ");
                     }
                     match item {
-                        Value::String(s) => {
-                            let _ = write!(out, "'{s}'");
-                        }
+                        Value::String(s) => out.push_str(&py_repr_str(s)),
                         other => out.push_str(&self.py_str(other, path)?),
                     }
                 }
@@ -473,15 +496,13 @@ impl Parser {
                 let path = format!("model_list[{i}]");
                 let (deployment, id_path) = self.deployment(entry, &path, &mut cfg.warnings)?;
                 if let Some(first) = seen.get(&deployment.id) {
-                    return Err(invalid(
-                        &id_path,
-                        format!(
-                            "duplicate deployment id \"{}\" (also {first}); give each entry its own model_info.id",
-                            deployment.id
-                        ),
+                    cfg.warnings.push(format!(
+                        "{id_path}: deployment id \"{}\" is also {first}'s; the entries share it (as in LiteLLM), and addressing the id reaches the first",
+                        deployment.id
                     ));
+                } else {
+                    seen.insert(deployment.id.clone(), path.clone());
                 }
-                seen.insert(deployment.id.clone(), path.clone());
                 cfg.deployments.push(deployment);
                 cfg.deployment_paths.push(path);
             }
@@ -509,7 +530,20 @@ impl Parser {
                 }
             }
         }
+        if cfg.general.master_key.is_none() {
+            if let Some(key) = self.env("LITELLM_MASTER_KEY").filter(|k| !k.is_empty()) {
+                cfg.general.master_key = Some(Secret::new(key));
+            }
+        }
         Ok(cfg)
+    }
+
+    /// An environment variable, from the file's `environment_variables` first.
+    fn env(&self, name: &str) -> Option<String> {
+        self.env_overlay
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(name).ok())
     }
 
     fn router_settings(&self, rs: &Value, cfg: &mut RouterConfig) -> Result<(), ConfigError> {
@@ -538,8 +572,14 @@ impl Parser {
                     }
                 }
                 "num_retries" => cfg.settings.num_retries = self.small_int(v, &path)?,
-                "timeout" => cfg.settings.timeout = self.seconds(v, &path)?,
-                "stream_timeout" => cfg.settings.stream_timeout = Some(self.seconds(v, &path)?),
+                "timeout" => {
+                    if let Some(t) = self.optional_seconds(v, &path)? {
+                        cfg.settings.timeout = t;
+                    }
+                }
+                "stream_timeout" => {
+                    cfg.settings.stream_timeout = self.optional_seconds(v, &path)?
+                }
                 "routing_seed" => cfg.settings.seed = Some(self.non_negative_int(v, &path)?),
                 "model_group_alias" => {
                     for (alias, target) in mapping(v, &path)? {
@@ -626,8 +666,25 @@ impl Parser {
             .map(|(_, v)| *v)
             .ok_or_else(|| invalid(&model_path, "required"))?;
         let model = self.string(model_value, &model_path)?;
-        let resolved =
-            lb_providers::resolve_model(&model).map_err(|e| invalid(&model_path, e.to_string()))?;
+        // `custom_llm_provider` names the provider outright, as in LiteLLM.
+        let custom_path = join(&params_path, "custom_llm_provider");
+        let resolved = match params.iter().find(|(k, _)| *k == "custom_llm_provider") {
+            Some((_, v)) => {
+                let provider = self.string(v, &custom_path)?;
+                let bare = model
+                    .strip_prefix(&format!("{provider}/"))
+                    .unwrap_or(&model);
+                lb_providers::resolve_model(&format!("{provider}/{bare}"))
+                    .map_err(|e| invalid(&custom_path, e.to_string()))?
+            }
+            None => lb_providers::resolve_model(&model)
+                .map_err(|e| invalid(&model_path, e.to_string()))?,
+        };
+        if model_name.contains('*') || resolved.model.contains('*') {
+            warnings.push(format!(
+                "{path}: wildcard routes are not implemented yet; \"{model_name}\" is matched literally"
+            ));
+        }
 
         // id: explicit, else derived as LiteLLM does.
         let (id, id_path) = match info.iter().find(|(k, _)| *k == "id") {
@@ -658,7 +715,7 @@ impl Parser {
         for (k, v) in &params {
             let p = join(&params_path, k);
             match *k {
-                "model" => {}
+                "model" | "custom_llm_provider" => {}
                 "api_base" | "base_url" => d.api_base = Some(self.string(v, &p)?),
                 "api_key" => {
                     let key = self.string(v, &p)?;
@@ -668,14 +725,39 @@ impl Parser {
                 "rpm" => d.rpm = Some(self.positive_int(v, &p)?),
                 "tpm" => d.tpm = Some(self.positive_int(v, &p)?),
                 "weight" => d.weight = Some(self.non_negative(v, &p)?),
-                "order" => d.order = Some(self.small_int(v, &p)?),
-                "timeout" | "request_timeout" => d.timeout = Some(self.seconds(v, &p)?),
-                "stream_timeout" => d.stream_timeout = Some(self.seconds(v, &p)?),
+                "order" => {
+                    d.order = Some(self.small_int(v, &p)?);
+                    warnings.push(format!(
+                        "{p} is read but order-based routing is not implemented yet"
+                    ));
+                }
+                "timeout" => d.timeout = self.optional_seconds(v, &p)?.or(d.timeout),
+                "request_timeout" => {
+                    // `timeout` wins over `request_timeout`, wherever it sits.
+                    let has_timeout = params.iter().any(|(k, _)| *k == "timeout");
+                    let t = self.optional_seconds(v, &p)?;
+                    if !has_timeout {
+                        d.timeout = t;
+                    }
+                }
+                "stream_timeout" => d.stream_timeout = self.optional_seconds(v, &p)?,
                 "num_retries" => d.num_retries = Some(self.small_int(v, &p)?),
-                "tags" => d.tags = self.string_list(v, &p)?,
-                "input_cost_per_token" => d.input_cost_per_token = Some(self.non_negative(v, &p)?),
-                "output_cost_per_token" => {
-                    d.output_cost_per_token = Some(self.non_negative(v, &p)?)
+                "tags" => {
+                    d.tags = self.string_list(v, &p)?;
+                    warnings.push(format!(
+                        "{p} is read but tag routing is not implemented yet"
+                    ));
+                }
+                "input_cost_per_token" | "output_cost_per_token" => {
+                    let price = Some(self.non_negative(v, &p)?);
+                    if *k == "input_cost_per_token" {
+                        d.input_cost_per_token = price;
+                    } else {
+                        d.output_cost_per_token = price;
+                    }
+                    warnings.push(format!(
+                        "{p} is read but cost tracking is not implemented yet"
+                    ));
                 }
                 _ if FORWARDED_PARAMS.contains(k) => {
                     let resolved = self.resolve(v, &p)?;
@@ -700,23 +782,37 @@ impl Parser {
                 }
             }
         }
-        if d.api_key.is_none() {
-            if let Some(var) = resolved.spec.key_env {
-                if let Some(key) = self
-                    .env_overlay
-                    .get(var)
-                    .cloned()
-                    .or_else(|| std::env::var(var).ok())
-                {
-                    d.api_key = Some(Secret::new(key));
-                }
+        if d.rpm.is_some() || d.tpm.is_some() {
+            warnings.push(format!(
+                "{path}: rpm/tpm are used as shuffle weights; enforcing them as limits is not implemented yet"
+            ));
+        }
+        for (k, _) in &info {
+            if MODEL_INFO_NOT_IMPLEMENTED.contains(k) {
+                warnings.push(format!(
+                    "{} is not implemented yet and is ignored",
+                    join(&info_path, k)
+                ));
             }
         }
-        if d.provider.as_ref() == "azure" && d.api_base.is_none() {
-            return Err(invalid(
-                &join(&params_path, "api_base"),
-                "required for azure deployments",
-            ));
+        if d.api_key.is_none() {
+            if let Some(key) = resolved.spec.key_env.and_then(|var| self.env(var)) {
+                d.api_key = Some(Secret::new(key));
+            }
+        }
+        if d.provider.as_ref() == "azure" {
+            if d.api_base.is_none() {
+                d.api_base = self.env("AZURE_API_BASE");
+            }
+            if d.api_version.is_none() {
+                d.api_version = self.env("AZURE_API_VERSION");
+            }
+            if d.api_base.is_none() {
+                return Err(invalid(
+                    &join(&params_path, "api_base"),
+                    "required for azure deployments (or set AZURE_API_BASE)",
+                ));
+            }
         }
         if let Some(base) = &d.api_base {
             if !(base.starts_with("http://") || base.starts_with("https://")) {
@@ -728,6 +824,56 @@ impl Parser {
         }
         Ok((d, id_path))
     }
+}
+
+/// Python's `repr()` of a float: the shortest round-tripping digits, in
+/// scientific notation (two-digit exponent) below 1e-4 or from 1e16 up.
+fn py_float(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".to_owned();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf" } else { "-inf" }.to_owned();
+    }
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..16).contains(&exp) {
+        let plain = format!("{f}");
+        if plain.contains('.') {
+            plain
+        } else {
+            format!("{plain}.0")
+        }
+    } else {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
+    }
+}
+
+/// Python's `repr()` of a string inside a list.
+fn py_repr_str(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
 }
 
 /// Python's `json.dumps` of a mapping (", " and ": " separators).
@@ -787,9 +933,9 @@ model_list:
         );
         assert_eq!(
             err(
-                "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, timeout: 0}\n"
+                "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, timeout: -1}\n"
             ),
-            "model_list[0].litellm_params.timeout: expected a positive number of seconds, got 0"
+            "model_list[0].litellm_params.timeout: expected a positive number of seconds, got -1"
         );
         assert_eq!(
             err("model_list:\n  - litellm_params: {model: openai/a}\n"),
@@ -809,7 +955,7 @@ model_list:
         );
         assert_eq!(
             err("model_list:\n  - model_name: a\n    litellm_params: {model: azure/a}\n"),
-            "model_list[0].litellm_params.api_base: required for azure deployments"
+            "model_list[0].litellm_params.api_base: required for azure deployments (or set AZURE_API_BASE)"
         );
         assert!(err("model_list: [\n").starts_with("config is not valid YAML"));
     }
@@ -894,7 +1040,15 @@ general_settings:
             }
         );
         assert_eq!(cfg.general.master_key.as_ref().unwrap().expose(), "sk-1234");
-        assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        let w = cfg.warnings.join("\n");
+        for expected in [
+            "model_list[0]: rpm/tpm are used as shuffle weights; enforcing them as limits is not implemented yet",
+            "model_list[0].litellm_params.order is read but order-based routing is not implemented yet",
+            "model_list[0].litellm_params.tags is read but tag routing is not implemented yet",
+            "model_list[0].litellm_params.input_cost_per_token is read but cost tracking is not implemented yet",
+        ] {
+            assert!(w.contains(expected), "missing {expected:?} in\n{w}");
+        }
     }
 
     #[test]
@@ -949,7 +1103,7 @@ model_list:
     }
 
     #[test]
-    fn duplicate_ids_are_refused() {
+    fn duplicate_ids_are_shared_with_a_warning() {
         let yaml = r#"
 model_list:
   - model_name: g
@@ -959,9 +1113,114 @@ model_list:
     litellm_params: {model: openai/n}
     model_info: {id: x}
 "#;
-        assert_eq!(
-            err(yaml),
-            "model_list[1].model_info.id: duplicate deployment id \"x\" (also model_list[0]); give each entry its own model_info.id"
+        let cfg = RouterConfig::from_yaml(yaml).unwrap();
+        assert_eq!(cfg.deployments.len(), 2);
+        assert!(
+            cfg.warnings.iter().any(|w| w.starts_with(
+                "model_list[1].model_info.id: deployment id \"x\" is also model_list[0]'s"
+            )),
+            "{:?}",
+            cfg.warnings
         );
+    }
+
+    #[test]
+    fn derived_id_matches_litellm_for_floats_lists_and_mappings() {
+        // Python: str(1e-06) == "1e-06", str(2.5e16) == "2.5e+16", str(['a', "b'c"]), json.dumps({"k": [1, 2]})
+        let yaml = r#"
+model_list:
+  - model_name: g
+    litellm_params:
+      model: openai/x
+      input_cost_per_token: 0.000001
+      output_cost_per_token: 2.5e16
+      weight: 1.0
+      tags: [a, "b'c"]
+      extra: {k: [1, 2]}
+"#;
+        let cfg = RouterConfig::from_yaml(yaml).unwrap();
+        assert_eq!(
+            cfg.deployments[0].id.as_str(),
+            "c9056b864a1c61d626cb03c4a0ea8fe5ceffcec9b4c0daced857c0ea12718657"
+        );
+        assert_eq!(py_float(0.0001), "0.0001");
+        assert_eq!(py_float(1e15), "1000000000000000.0");
+        assert_eq!(py_float(-3.5e-7), "-3.5e-07");
+        assert_eq!(py_float(1e100), "1e+100");
+    }
+
+    #[test]
+    fn merge_keys_custom_provider_and_env_fallbacks() {
+        let yaml = r#"
+environment_variables:
+  AZURE_API_BASE: https://from-env.example.com
+  AZURE_API_VERSION: "2024-02-01"
+  LITELLM_MASTER_KEY: sk-env-master
+common: &common
+  api_key: sk-shared
+  timeout: 7
+model_list:
+  - model_name: a
+    litellm_params:
+      <<: *common
+      model: openai/a
+  - model_name: b
+    litellm_params:
+      model: meta-llama/Llama-3-8B
+      custom_llm_provider: hosted_vllm
+      api_base: http://vllm.internal/v1
+  - model_name: c
+    litellm_params:
+      model: azure/dep
+      timeout: 3
+      request_timeout: 9
+"#;
+        let cfg = RouterConfig::from_yaml(yaml).unwrap();
+        let a = &cfg.deployments[0];
+        assert_eq!(a.api_key.as_ref().unwrap().expose(), "sk-shared");
+        assert_eq!(a.timeout, Some(Duration::from_secs(7)));
+        let b = &cfg.deployments[1];
+        assert_eq!(
+            (b.provider.as_ref(), b.model.as_str()),
+            ("hosted_vllm", "meta-llama/Llama-3-8B")
+        );
+        let c = &cfg.deployments[2];
+        assert_eq!(c.api_base.as_deref(), Some("https://from-env.example.com"));
+        assert_eq!(c.api_version.as_deref(), Some("2024-02-01"));
+        assert_eq!(
+            c.timeout,
+            Some(Duration::from_secs(3)),
+            "timeout wins over request_timeout"
+        );
+        assert_eq!(
+            cfg.general.master_key.as_ref().unwrap().expose(),
+            "sk-env-master"
+        );
+    }
+
+    #[test]
+    fn zero_timeouts_mean_unset_as_in_litellm() {
+        let yaml = "model_list:\n  - model_name: a\n    litellm_params: {model: openai/a, timeout: 0}\nrouter_settings:\n  timeout: 0\n";
+        let cfg = RouterConfig::from_yaml(yaml).unwrap();
+        assert_eq!(cfg.deployments[0].timeout, None);
+        assert_eq!(cfg.settings.timeout, DEFAULT_TIMEOUT);
+    }
+
+    #[test]
+    fn wildcards_and_routing_model_info_keys_are_reported() {
+        let yaml = r#"
+model_list:
+  - model_name: "openai/*"
+    litellm_params: {model: "openai/*"}
+    model_info: {supported_environments: [production], description: free text}
+"#;
+        let cfg = RouterConfig::from_yaml(yaml).unwrap();
+        let w = cfg.warnings.join("\n");
+        assert!(w.contains("wildcard routes are not implemented yet"), "{w}");
+        assert!(
+            w.contains("model_list[0].model_info.supported_environments is not implemented yet"),
+            "{w}"
+        );
+        assert!(!w.contains("description"), "{w}");
     }
 }

@@ -48,6 +48,7 @@ pub use lb_core::{
     DeploymentId, EmbeddingRequest, EmbeddingResponse, ErrorClass, Secret, UpstreamError,
 };
 pub use lb_providers::{HttpClient, Provider};
+pub use lb_strategies::{Candidate, Strategy};
 
 /// The README's examples compile.
 #[cfg(doctest)]

@@ -375,7 +375,19 @@ impl Router {
                 let mut ranked = Vec::with_capacity(candidates.len());
                 let mut rng = self.rng();
                 inner.strategy.rank(&candidates, &mut rng, &mut ranked);
-                let order: Vec<usize> = ranked.iter().map(|&k| members[k]).collect();
+                // A custom strategy is trusted with nothing: out-of-range and
+                // repeated indices are dropped, and candidates it left out are
+                // appended, so every deployment is tried at most once.
+                let mut taken = vec![false; members.len()];
+                let mut order: Vec<usize> = Vec::with_capacity(members.len());
+                for k in ranked.iter().copied().chain(0..members.len()) {
+                    if let (Some(t), Some(&m)) = (taken.get_mut(k), members.get(k)) {
+                        if !*t {
+                            *t = true;
+                            order.push(m);
+                        }
+                    }
+                }
                 if tracing::enabled!(tracing::Level::DEBUG) {
                     let ids: Vec<&str> = members
                         .iter()
