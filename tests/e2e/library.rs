@@ -129,12 +129,13 @@ impl lb_router::Strategy for Careless {
 
     fn rank(
         &self,
+        _call: &lb_router::CallContext,
         _candidates: &[lb_router::Candidate<'_>],
         _rng: &mut dyn rand::RngCore,
         out: &mut Vec<usize>,
     ) {
         out.clear();
-        out.extend([7, 1, 1, 99]);
+        out.extend([7, 1, 1, 0, 99]);
     }
 }
 
@@ -156,7 +157,7 @@ async fn a_custom_strategy_cannot_break_the_call_loop() {
         ))
         .await
         .unwrap();
-    // d1 (ranked first) failed once; d0 (left out by the strategy) was appended and served.
+    // d1 (ranked first) failed once; the repeat and the out-of-range indices were dropped; d0 served.
     assert_eq!(routed.meta.deployment_id.as_str(), "d0");
     assert_eq!(routed.meta.attempts, 2);
     assert_eq!(mock.deployment(1).requests(), 1, "never tried twice");

@@ -57,6 +57,22 @@ pub fn estimate_call_tokens(req: &ChatCompletionRequest) -> u64 {
             .map_or(DEFAULT_COMPLETION_ESTIMATE, u64::from)
 }
 
+/// Estimates an embeddings call: a quarter of the input text's bytes
+/// (rounded up), at least one token per input item.
+pub fn estimate_embedding_tokens(req: &lb_core::EmbeddingRequest) -> u64 {
+    fn walk(v: &serde_json::Value) -> u64 {
+        match v {
+            serde_json::Value::String(s) => (s.len() as u64).div_ceil(4).max(1),
+            serde_json::Value::Array(items) if items.iter().all(serde_json::Value::is_number) => {
+                items.len() as u64
+            }
+            serde_json::Value::Array(items) => items.iter().map(walk).sum(),
+            _ => 1,
+        }
+    }
+    walk(&req.input)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +87,12 @@ mod tests {
         // 3 + (4 + 2) + (4 + 1)
         assert_eq!(estimate_prompt_tokens(&req), 14);
         assert_eq!(estimate_call_tokens(&req), 14 + DEFAULT_COMPLETION_ESTIMATE);
+    }
+
+    #[test]
+    fn embedding_estimate_counts_strings_and_token_arrays() {
+        let req =
+            lb_core::EmbeddingRequest::new("e", serde_json::json!(["12345678", "1", [1, 2, 3]]));
+        assert_eq!(estimate_embedding_tokens(&req), 2 + 1 + 3);
     }
 }

@@ -48,7 +48,7 @@ pub use lb_core::{
     DeploymentId, EmbeddingRequest, EmbeddingResponse, ErrorClass, Secret, UpstreamError,
 };
 pub use lb_providers::{HttpClient, Provider};
-pub use lb_strategies::{Candidate, Strategy};
+pub use lb_strategies::{CallContext, Candidate, Strategy};
 
 /// The README's examples compile.
 #[cfg(doctest)]

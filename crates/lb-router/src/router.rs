@@ -13,7 +13,7 @@ use lb_core::{
 };
 use lb_health::{DeploymentStats, FailureAction, InFlight, StatsSnapshot, after_failure};
 use lb_providers::Provider;
-use lb_strategies::{Candidate, Strategy};
+use lb_strategies::{CallContext, Candidate, Strategy};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use serde_json::Value;
@@ -368,19 +368,28 @@ impl Router {
                 let candidates: Vec<Candidate<'_>> = members
                     .iter()
                     .map(|&i| Candidate {
-                        deployment: &inner.entries[i].deployment,
                         in_flight: inner.entries[i].stats.in_flight(),
+                        ..Candidate::new(&inner.entries[i].deployment)
                     })
                     .collect();
+                let call = CallContext {
+                    estimated_tokens: match op {
+                        Op::Chat(req) | Op::Stream(req) => lb_budget::estimate_call_tokens(req),
+                        Op::Embed(req) => lb_budget::estimate_embedding_tokens(req),
+                    },
+                    stream: matches!(op, Op::Stream(_)),
+                };
                 let mut ranked = Vec::with_capacity(candidates.len());
                 let mut rng = self.rng();
-                inner.strategy.rank(&candidates, &mut rng, &mut ranked);
+                inner
+                    .strategy
+                    .rank(&call, &candidates, &mut rng, &mut ranked);
                 // A custom strategy is trusted with nothing: out-of-range and
-                // repeated indices are dropped, and candidates it left out are
-                // appended, so every deployment is tried at most once.
+                // repeated indices are dropped, so every deployment is tried
+                // at most once; candidates it left out are not tried.
                 let mut taken = vec![false; members.len()];
                 let mut order: Vec<usize> = Vec::with_capacity(members.len());
-                for k in ranked.iter().copied().chain(0..members.len()) {
+                for k in ranked.iter().copied() {
                     if let (Some(t), Some(&m)) = (taken.get_mut(k), members.get(k)) {
                         if !*t {
                             *t = true;

@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use lb_core::Deployment;
-//! use lb_strategies::{Candidate, SimpleShuffle, Strategy};
+//! use lb_strategies::{CallContext, Candidate, SimpleShuffle, Strategy};
 //! use rand::{SeedableRng, rngs::SmallRng};
 //!
 //! let a = Deployment::new("a", "g", "openai", "m").with_weight(3.0);
@@ -15,7 +15,7 @@
 //! let candidates = [Candidate::new(&a), Candidate::new(&b)];
 //! let mut rng = SmallRng::seed_from_u64(7);
 //! let mut order = Vec::new();
-//! SimpleShuffle.rank(&candidates, &mut rng, &mut order);
+//! SimpleShuffle.rank(&CallContext::default(), &candidates, &mut rng, &mut order);
 //! assert_eq!(order.len(), 2); // every candidate exactly once
 //! ```
 //!
@@ -34,13 +34,27 @@ use std::fmt;
 use lb_core::Deployment;
 use rand::RngCore;
 
-/// One deployment a call may go to, with what the strategy may read of it.
+/// One deployment a call may go to, with a snapshot of what the strategy may
+/// read of it. The router fills the snapshot from `lb-health` and `lb-budget`;
+/// a strategy reads only the fields it needs.
 #[derive(Debug, Clone, Copy)]
 pub struct Candidate<'a> {
-    /// The deployment.
+    /// The deployment (weight, rpm/tpm limits, tags, order...).
     pub deployment: &'a Deployment,
-    /// Calls currently in flight to it.
+    /// Calls in flight to it now.
     pub in_flight: u64,
+    /// Mean of its recent latency samples for this kind of call, in seconds:
+    /// seconds per output token for completions, time to first token for
+    /// streams. `None` when it has no samples yet.
+    pub latency: Option<f64>,
+    /// Its peak-EWMA latency in seconds (for `latency-p2c`); `None` without samples.
+    pub peak_ewma: Option<f64>,
+    /// Its price in USD per token (input plus output), when known.
+    pub cost_per_token: Option<f64>,
+    /// Tokens it used in the current minute window.
+    pub tpm_used: u64,
+    /// Requests it got in the current minute window.
+    pub rpm_used: u64,
 }
 
 impl<'a> Candidate<'a> {
@@ -49,8 +63,22 @@ impl<'a> Candidate<'a> {
         Self {
             deployment,
             in_flight: 0,
+            latency: None,
+            peak_ewma: None,
+            cost_per_token: None,
+            tpm_used: 0,
+            rpm_used: 0,
         }
     }
+}
+
+/// What a strategy may know of the call being routed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallContext {
+    /// Estimated tokens of the call (prompt plus expected output).
+    pub estimated_tokens: u64,
+    /// Whether the call is a stream.
+    pub stream: bool,
 }
 
 /// Ranks the candidates of one call.
@@ -59,8 +87,16 @@ pub trait Strategy: Send + Sync + fmt::Debug {
     fn name(&self) -> &'static str;
 
     /// Clears `out` and fills it with the indices of `candidates` in
-    /// preference order, each index exactly once.
-    fn rank(&self, candidates: &[Candidate<'_>], rng: &mut dyn RngCore, out: &mut Vec<usize>);
+    /// preference order, each index at most once. A strategy may leave out
+    /// candidates it must not use (e.g. over a limit); the router never tries
+    /// those.
+    fn rank(
+        &self,
+        call: &CallContext,
+        candidates: &[Candidate<'_>],
+        rng: &mut dyn RngCore,
+        out: &mut Vec<usize>,
+    );
 }
 
 /// The strategies known by name, as LiteLLM's `routing_strategy` values.

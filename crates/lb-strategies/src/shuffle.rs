@@ -2,7 +2,7 @@
 
 use rand::{Rng, RngCore};
 
-use crate::{Candidate, Strategy};
+use crate::{CallContext, Candidate, Strategy};
 
 /// Weighted random ranking, LiteLLM's default `simple-shuffle`.
 ///
@@ -57,7 +57,13 @@ impl Strategy for SimpleShuffle {
         "simple-shuffle"
     }
 
-    fn rank(&self, candidates: &[Candidate<'_>], rng: &mut dyn RngCore, out: &mut Vec<usize>) {
+    fn rank(
+        &self,
+        _call: &CallContext,
+        candidates: &[Candidate<'_>],
+        rng: &mut dyn RngCore,
+        out: &mut Vec<usize>,
+    ) {
         out.clear();
         match candidates.len() {
             0 => return,
@@ -118,7 +124,7 @@ mod tests {
         let mut counts = vec![0usize; deps.len()];
         let mut out = Vec::new();
         for _ in 0..draws {
-            SimpleShuffle.rank(&cands, &mut rng, &mut out);
+            SimpleShuffle.rank(&CallContext::default(), &cands, &mut rng, &mut out);
             counts[out[0]] += 1;
         }
         counts.iter().map(|&c| c as f64 / draws as f64).collect()
@@ -133,7 +139,7 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(1);
         let mut out = Vec::new();
         for _ in 0..100 {
-            SimpleShuffle.rank(&cands, &mut rng, &mut out);
+            SimpleShuffle.rank(&CallContext::default(), &cands, &mut rng, &mut out);
             let mut sorted = out.clone();
             sorted.sort_unstable();
             assert_eq!(sorted, (0..7).collect::<Vec<_>>());
@@ -187,7 +193,7 @@ mod tests {
         let run = |seed| {
             let mut rng = SmallRng::seed_from_u64(seed);
             let mut out = Vec::new();
-            SimpleShuffle.rank(&cands, &mut rng, &mut out);
+            SimpleShuffle.rank(&CallContext::default(), &cands, &mut rng, &mut out);
             out
         };
         assert_eq!(run(9), run(9));
