@@ -32,6 +32,7 @@ pub mod clock;
 pub mod deployment;
 pub mod error;
 pub mod secret;
+pub mod state;
 pub mod types;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};

@@ -23,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+mod latency;
 mod policy;
 mod stats;
 

@@ -1,0 +1,1 @@
+//! Shared-state traits: limits, concurrency and budget counters (being written).

@@ -1,0 +1,1 @@
+//! Latency windows and peak EWMA per deployment (being written).
