@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use lb_gateway::{GatewayOptions, RunningGateway};
 use lb_mock::{MockDeployment, MockServer};
-use lb_router::{Router, RouterConfig};
+use lb_router::{ManualClock, Router, RouterBuilder, RouterConfig};
+
+pub use lb_router::Clock;
 
 /// Mock upstreams, a router over them and a gateway in front.
 pub struct Harness {
@@ -19,6 +21,9 @@ pub struct Harness {
     pub gateway: RunningGateway,
     /// A plain HTTP client for raw requests.
     pub http: reqwest::Client,
+    /// The router's clock: backoff and Retry-After waits advance it instead
+    /// of sleeping, and cooldowns end when a test moves it.
+    pub clock: ManualClock,
 }
 
 /// YAML `model_list` entries for `n` mock deployments of group `group`,
@@ -53,7 +58,11 @@ impl Harness {
         let yaml = config(&urls);
         let cfg = RouterConfig::from_yaml(&yaml).unwrap_or_else(|e| panic!("config: {e}\n{yaml}"));
         let options = GatewayOptions::from_general(&cfg.general);
-        let router = Router::from_config(cfg).expect("router builds");
+        let clock = ManualClock::new();
+        let router = RouterBuilder::from_config(cfg)
+            .clock(clock.shared())
+            .build()
+            .expect("router builds");
         let gateway = lb_gateway::start(
             "127.0.0.1:0".parse().expect("addr"),
             router.clone(),
@@ -70,6 +79,7 @@ impl Harness {
             router,
             gateway,
             http,
+            clock,
         }
     }
 

@@ -9,9 +9,10 @@ use serde_json::Value;
 async fn one_fault(fault: Fault) -> (u16, reqwest::header::HeaderMap, Value, u64) {
     let h = Harness::start(1, "").await;
     h.dep(0).fail_next(1, fault);
-    let resp = h
-        .post("/v1/chat/completions", &Harness::chat("gpt-4o"))
-        .await;
+    // No retries: this is about how one upstream error reaches the client.
+    let mut body = Harness::chat("gpt-4o");
+    body["num_retries"] = 0.into();
+    let resp = h.post("/v1/chat/completions", &body).await;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body: Value = resp.json().await.unwrap();

@@ -7,7 +7,9 @@ use lb_router::{
 
 async fn two_deployments() -> (MockServer, Router) {
     let mock = MockServer::start(2).await.unwrap();
-    let mut builder = Router::builder().seed(3);
+    let mut builder = Router::builder()
+        .seed(3)
+        .clock(lb_router::ManualClock::new().shared());
     for (i, d) in mock.deployments().iter().enumerate() {
         builder = builder.deployment(
             Deployment::new(format!("d{i}"), "chat", "openai", "mock-model")
@@ -35,18 +37,25 @@ async fn completion_reports_the_deployment_that_answered() {
 #[tokio::test]
 async fn retry_moves_to_the_next_ranked_deployment() {
     let (mock, router) = two_deployments().await;
-    mock.deployment(0).fail_next(1, Fault::status(500));
-    mock.deployment(1).fail_next(1, Fault::status(500));
-    let req = || ChatCompletionRequest::new("chat", vec![ChatMessage::user("hi")]);
-    let err = router.completion(req()).await.unwrap_err();
+    mock.deployment(0).fail_next(2, Fault::status(500));
+    mock.deployment(1).fail_next(2, Fault::status(500));
+    let mut req = ChatCompletionRequest::new("chat", vec![ChatMessage::user("hi")]);
+    req.extra.insert("num_retries".into(), 1.into());
+    let err = router.completion(req).await.unwrap_err();
     let RouterError::Upstream { attempts, .. } = &err else {
         panic!("{err}")
     };
-    assert_eq!(attempts.len(), 2, "each deployment tried once");
+    assert_eq!(attempts.len(), 2, "one retry: the next deployment");
     assert_ne!(attempts[0].deployment, attempts[1].deployment);
     assert_eq!(err.status(), 500);
-    let ok = router.completion(req()).await.unwrap();
-    assert_eq!(ok.meta.attempts, 1);
+    // num_retries 2 (the default): both fail once more, and the third attempt
+    // goes back to the last one after a backoff, which now answers.
+    let ok = router
+        .completion(ChatCompletionRequest::new("chat", vec![ChatMessage::user("hi")]))
+        .await
+        .unwrap();
+    assert_eq!((ok.meta.attempts, ok.meta.retries), (3, 2));
+    assert_eq!(mock.deployment(0).requests() + mock.deployment(1).requests(), 5);
 }
 
 #[tokio::test]
@@ -55,7 +64,6 @@ async fn stats_count_in_flight_and_outcomes() {
     mock.deployment(0).fail_next(1, Fault::status(503));
     mock.deployment(1).fail_next(1, Fault::status(503));
     let req = || ChatCompletionRequest::new("chat", vec![ChatMessage::user("hi")]);
-    let _ = router.completion(req()).await;
     for _ in 0..3 {
         router.completion(req()).await.unwrap();
     }

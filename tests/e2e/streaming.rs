@@ -119,18 +119,14 @@ async fn stream_error_before_first_chunk_fails_over() {
     for d in h.mock.deployments() {
         d.fail_next(1, Fault::status(503));
     }
-    // Both fail once: the call fails with 503 after trying each once.
-    let resp = h.post("/v1/chat/completions", &stream_body(false)).await;
-    assert_eq!(resp.status(), 503);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["error"]["type"], "api_error");
-    // One more failure on one of them: the stream is served by the other.
-    h.dep(0).fail_next(1, Fault::status(503));
-    h.dep(1).fail_next(1, Fault::Ok);
+    // Both fail once before any byte reached the client: the third attempt
+    // (the last one again, after a backoff) serves the stream.
     let resp = h.post("/v1/chat/completions", &stream_body(false)).await;
     assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-litellm-attempted-retries"], "2");
     let ev = events(&resp.text().await.unwrap());
     assert_eq!(ev.last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(h.dep(0).requests() + h.dep(1).requests(), 3);
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! The one source of time: every cooldown, window and latency average reads it.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -14,7 +16,12 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     fn now(&self) -> Instant;
     /// Wall-clock now, for calendar windows and HTTP dates.
     fn wall(&self) -> SystemTime;
+    /// Waits `duration` of this clock's time (backoff, Retry-After).
+    fn sleep(&self, duration: Duration) -> Sleep;
 }
+
+/// A pending [`Clock::sleep`].
+pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A clock shared by every component of one router.
 pub type SharedClock = Arc<dyn Clock>;
@@ -40,9 +47,14 @@ impl Clock for SystemClock {
     fn wall(&self) -> SystemTime {
         SystemTime::now()
     }
+
+    fn sleep(&self, duration: Duration) -> Sleep {
+        Box::pin(tokio::time::sleep(duration))
+    }
 }
 
-/// A clock that moves only when told to; clones share the same time.
+/// A clock that moves only when told to (or when something sleeps on it);
+/// clones share the same time.
 #[derive(Debug, Clone)]
 pub struct ManualClock {
     base: Instant,
@@ -99,6 +111,14 @@ impl Clock for ManualClock {
 
     fn wall(&self) -> SystemTime {
         self.base_wall + self.elapsed()
+    }
+
+    /// Moves the clock forward by `duration` and returns at once: a test's
+    /// backoff and Retry-After waits cost no real time, and what was waited
+    /// shows in [`ManualClock::elapsed`].
+    fn sleep(&self, duration: Duration) -> Sleep {
+        self.advance(duration);
+        Box::pin(std::future::ready(()))
     }
 }
 

@@ -82,6 +82,8 @@ pub struct Deployment {
     pub stream_timeout: Option<Duration>,
     /// Retries for calls routed here.
     pub num_retries: Option<u32>,
+    /// Cooldown after a failure that cools it down (`Some(0)`: never cool it down).
+    pub cooldown_time: Option<Duration>,
     /// Tags for tag routing.
     pub tags: Vec<String>,
     /// Price per input token, USD.
@@ -118,6 +120,7 @@ impl Deployment {
             timeout: None,
             stream_timeout: None,
             num_retries: None,
+            cooldown_time: None,
             tags: Vec::new(),
             input_cost_per_token: None,
             output_cost_per_token: None,

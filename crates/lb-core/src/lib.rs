@@ -35,10 +35,14 @@ pub mod secret;
 pub mod state;
 pub mod types;
 
-pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use clock::{Clock, ManualClock, SharedClock, Sleep, SystemClock};
 pub use deployment::{Deployment, DeploymentId, ModelGroup};
 pub use error::{ErrorClass, UpstreamError};
 pub use secret::Secret;
+pub use state::{
+    ConcurrencyPermit, ConcurrencyStore, CounterKey, CounterStore, Denied, ParseWindowError,
+    Reservation, Reserve, ReserveError, Reserved, StoreError, Window,
+};
 pub use types::{
     ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, Choice,
     ChunkChoice, ChunkStream, EmbeddingRequest, EmbeddingResponse, StreamOptions, Usage,

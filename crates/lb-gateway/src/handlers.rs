@@ -39,14 +39,27 @@ pub(crate) fn router_error_response(err: &RouterError) -> Response {
     let retry_after = err
         .retry_after()
         .map(|d| d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0)));
-    error_response(
+    let mut resp = error_response(
         err.status(),
         &err.to_string(),
         err.error_type(),
         err.param(),
         err.code(),
         retry_after,
-    )
+    );
+    if !err.attempts().is_empty() {
+        let h = resp.headers_mut();
+        let attempts = u32::try_from(err.attempts().len()).unwrap_or(u32::MAX);
+        h.insert(
+            HeaderName::from_static("x-litellm-attempted-retries"),
+            HeaderValue::from(attempts.saturating_sub(1)),
+        );
+        h.insert(
+            HeaderName::from_static("x-litellm-attempted-fallbacks"),
+            HeaderValue::from(u32::try_from(err.fallbacks().len()).unwrap_or(u32::MAX)),
+        );
+    }
+    resp
 }
 
 fn bad_json(e: &serde_json::Error) -> Response {
@@ -97,6 +110,10 @@ fn meta_headers(headers: &mut HeaderMap, meta: &ResponseMeta, request_id: &str) 
     headers.insert(
         HeaderName::from_static("x-litellm-max-retries"),
         HeaderValue::from(meta.max_retries),
+    );
+    headers.insert(
+        HeaderName::from_static("x-litellm-attempted-fallbacks"),
+        HeaderValue::from(meta.fallbacks),
     );
     set(headers, "x-litellm-call-id", request_id);
 }
@@ -227,6 +244,34 @@ pub(crate) async fn models(State(state): State<AppState>) -> Response {
         .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "lb-router"}))
         .collect();
     Json(json!({"object": "list", "data": data})).into_response()
+}
+
+/// `GET /health`: healthy and unhealthy deployments with the reason (LiteLLM's shape).
+pub(crate) async fn health(State(state): State<AppState>) -> Response {
+    let mut healthy = Vec::new();
+    let mut unhealthy = Vec::new();
+    for d in state.router.health() {
+        let mut item = json!({
+            "model": d.model,
+            "model_group": &*d.model_group,
+            "model_id": d.id.as_str(),
+            "api_base": d.api_base,
+        });
+        if d.healthy {
+            healthy.push(item);
+        } else {
+            item["error"] = json!(d.reason);
+            item["cooldown_remaining_s"] = json!(d.cooldown_remaining.map(|r| r.as_secs_f64()));
+            unhealthy.push(item);
+        }
+    }
+    Json(json!({
+        "healthy_count": healthy.len(),
+        "unhealthy_count": unhealthy.len(),
+        "healthy_endpoints": healthy,
+        "unhealthy_endpoints": unhealthy,
+    }))
+    .into_response()
 }
 
 /// `GET /health/liveliness`: the process answers.

@@ -92,6 +92,7 @@ pub fn app(router: Router, options: GatewayOptions) -> HttpRouter {
         .route("/embeddings", post(handlers::embeddings))
         .route("/v1/models", get(handlers::models))
         .route("/models", get(handlers::models))
+        .route("/health", get(handlers::health))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,
@@ -118,9 +119,15 @@ pub async fn serve(
     options: GatewayOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    axum::serve(listener, app(router, options))
+    // Background health checks (when configured) live as long as the server.
+    let checks = router.spawn_health_checks();
+    let result = axum::serve(listener, app(router, options))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    if let Some(task) = checks {
+        task.abort();
+    }
+    result
 }
 
 /// A gateway running on a background task.

@@ -23,10 +23,17 @@
 
 #![forbid(unsafe_code)]
 
+mod cooldown;
 mod latency;
 mod policy;
+mod retry;
 mod stats;
 
+pub use cooldown::{
+    AllowedFailsPolicy, Availability, CooldownEvent, CooldownReason, CooldownSettings,
+    FailureContext, HealthSnapshot, HealthTracker, Trial, counts_against_deployment,
+};
 pub use lb_core::ErrorClass;
-pub use policy::{FailureAction, after_failure};
+pub use policy::{FailureAction, RetryPolicy, after_failure};
+pub use retry::{Backoff, RetryBudget, RetryBudgetSettings};
 pub use stats::{DeploymentStats, InFlight, StatsSnapshot};

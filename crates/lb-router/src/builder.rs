@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use lb_core::{Deployment, DeploymentId, SharedClock, SystemClock};
-use lb_health::DeploymentStats;
+use lb_health::{DeploymentStats, HealthTracker, RetryBudget};
 use lb_providers::{HttpClient, OpenAiCompatible, Provider};
 use lb_strategies::Strategy;
 use rand::rngs::SmallRng;
@@ -115,6 +115,31 @@ impl RouterBuilder {
         self
     }
 
+    /// Replaces all router settings (cooldowns, retries, fallbacks...).
+    pub fn settings(mut self, settings: RouterSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Changes router settings in place.
+    pub fn configure(mut self, f: impl FnOnce(&mut RouterSettings)) -> Self {
+        f(&mut self.settings);
+        self
+    }
+
+    /// Adds `fallbacks` for `group`, tried in order when it fails.
+    pub fn fallbacks(
+        mut self,
+        group: impl Into<String>,
+        fallbacks: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.settings.fallbacks.insert(
+            group.into(),
+            fallbacks.into_iter().map(Into::into).collect(),
+        );
+        self
+    }
+
     /// Seeds the routing RNG, for reproducible routing.
     pub fn seed(mut self, seed: u64) -> Self {
         self.settings.seed = Some(seed);
@@ -184,6 +209,7 @@ impl RouterBuilder {
                 });
             }
         }
+        check_fallbacks(&self.settings, &groups, &by_id)?;
         for w in &self.warnings {
             tracing::warn!("config: {w}");
         }
@@ -194,8 +220,15 @@ impl RouterBuilder {
         let strategy = self
             .strategy
             .unwrap_or_else(|| self.settings.routing_strategy.build());
+        let now = clock.now();
         Ok(Router {
             inner: Arc::new(Inner {
+                health: Arc::new(HealthTracker::new(
+                    entries.len(),
+                    self.settings.cooldown.clone(),
+                    now,
+                )),
+                retry_budget: RetryBudget::new(self.settings.retry_budget, now),
                 entries,
                 groups,
                 group_order,
@@ -209,6 +242,54 @@ impl RouterBuilder {
                 warnings: self.warnings,
             }),
         })
+    }
+}
+
+/// Every fallback names a group, alias or deployment id.
+fn check_fallbacks(
+    s: &RouterSettings,
+    groups: &HashMap<Arc<str>, Vec<usize>>,
+    by_id: &HashMap<DeploymentId, usize>,
+) -> Result<(), ConfigError> {
+    {
+        let known = |name: &str| {
+            groups.contains_key(name)
+                || s.model_group_alias.contains_key(name)
+                || by_id.contains_key(name)
+        };
+        for (key, map) in [
+            ("fallbacks", &s.fallbacks),
+            ("context_window_fallbacks", &s.context_window_fallbacks),
+            ("content_policy_fallbacks", &s.content_policy_fallbacks),
+        ] {
+            for (group, targets) in map {
+                if group != "*" && !known(group) {
+                    return Err(ConfigError::Invalid {
+                        path: format!("router_settings.{key}.{group}"),
+                        message: format!("model group \"{group}\" does not exist"),
+                    });
+                }
+                for t in targets {
+                    if !known(t) {
+                        return Err(ConfigError::Invalid {
+                            path: format!("router_settings.{key}.{group}"),
+                            message: format!(
+                                "fallback \"{t}\" is no model group, alias or deployment id"
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        for t in &s.default_fallbacks {
+            if !known(t) {
+                return Err(ConfigError::Invalid {
+                    path: "router_settings.default_fallbacks".to_owned(),
+                    message: format!("fallback \"{t}\" is no model group, alias or deployment id"),
+                });
+            }
+        }
+        Ok(())
     }
 }
 

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use lb_core::{Deployment, DeploymentId, Secret};
+use lb_health::{AllowedFailsPolicy, Backoff, CooldownSettings, RetryBudgetSettings, RetryPolicy};
 use lb_strategies::StrategyKind;
 use serde_yaml::Value;
 use sha2::{Digest, Sha256};
@@ -47,7 +48,38 @@ pub struct RouterSettings {
     pub model_group_alias: HashMap<String, AliasTarget>,
     /// Seed of the routing RNG (random when unset).
     pub seed: Option<u64>,
+    /// Cooldown rules (`cooldown_time`, `allowed_fails`, ...).
+    pub cooldown: CooldownSettings,
+    /// `retry_policy`: retries per error class.
+    pub retry_policy: RetryPolicy,
+    /// `model_group_retry_policy`: a group's own policy, replacing `retry_policy`.
+    pub model_group_retry_policy: HashMap<String, RetryPolicy>,
+    /// Backoff between attempts on the same deployment (`retry_after` is its floor).
+    pub backoff: Backoff,
+    /// Longest Retry-After waited out on a deployment with no alternative (10 s).
+    pub max_retry_after_wait: Duration,
+    /// The share of traffic retries may add.
+    pub retry_budget: RetryBudgetSettings,
+    /// `fallbacks`: group -> groups to try when it fails.
+    pub fallbacks: HashMap<String, Vec<String>>,
+    /// `context_window_fallbacks`.
+    pub context_window_fallbacks: HashMap<String, Vec<String>>,
+    /// `content_policy_fallbacks`.
+    pub content_policy_fallbacks: HashMap<String, Vec<String>>,
+    /// `default_fallbacks`: for any group without its own entry.
+    pub default_fallbacks: Vec<String>,
+    /// Most fallback groups one call may try (5).
+    pub max_fallbacks: u32,
+    /// `background_health_checks` with `health_check_interval`: probe every deployment this often.
+    pub health_check_interval: Option<Duration>,
 }
+
+/// Longest Retry-After waited out by default.
+pub const DEFAULT_MAX_RETRY_AFTER_WAIT: Duration = Duration::from_secs(10);
+/// Fallback groups one call may try by default.
+pub const DEFAULT_MAX_FALLBACKS: u32 = 5;
+/// LiteLLM's default `health_check_interval`.
+pub const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(300);
 
 impl Default for RouterSettings {
     fn default() -> Self {
@@ -58,6 +90,18 @@ impl Default for RouterSettings {
             stream_timeout: None,
             model_group_alias: HashMap::new(),
             seed: None,
+            cooldown: CooldownSettings::default(),
+            retry_policy: RetryPolicy::default(),
+            model_group_retry_policy: HashMap::new(),
+            backoff: Backoff::default(),
+            max_retry_after_wait: DEFAULT_MAX_RETRY_AFTER_WAIT,
+            retry_budget: RetryBudgetSettings::default(),
+            fallbacks: HashMap::new(),
+            context_window_fallbacks: HashMap::new(),
+            content_policy_fallbacks: HashMap::new(),
+            default_fallbacks: Vec::new(),
+            max_fallbacks: DEFAULT_MAX_FALLBACKS,
+            health_check_interval: None,
         }
     }
 }
@@ -136,7 +180,6 @@ const FORWARDED_PARAMS: &[&str] = &[
 /// act on yet.
 const PARAMS_NOT_IMPLEMENTED: &[&str] = &[
     "max_parallel_requests",
-    "cooldown_time",
     "max_budget",
     "budget_duration",
     "region_name",
@@ -168,20 +211,6 @@ const MODEL_INFO_NOT_IMPLEMENTED: &[&str] = &[
 
 const ROUTER_SETTINGS_NOT_IMPLEMENTED: &[&str] = &[
     "routing_strategy_args",
-    "retry_after",
-    "allowed_fails",
-    "allowed_fails_policy",
-    "cooldown_time",
-    "max_cooldown_time",
-    "disable_cooldowns",
-    "retry_policy",
-    "model_group_retry_policy",
-    "fallbacks",
-    "context_window_fallbacks",
-    "content_policy_fallbacks",
-    "default_fallbacks",
-    "max_fallbacks",
-    "max_retry_after_wait",
     "enable_pre_call_checks",
     "enable_tag_filtering",
     "optional_pre_call_checks",
@@ -205,8 +234,6 @@ const ROUTER_SETTINGS_NOT_IMPLEMENTED: &[&str] = &[
     "alerting_config",
     "router_general_settings",
     "ignore_invalid_deployments",
-    "background_health_checks",
-    "health_check_interval",
     "max_stream_continuations",
     "stream_idle_timeout",
     "model_cost_map",
@@ -547,6 +574,8 @@ impl Parser {
     }
 
     fn router_settings(&self, rs: &Value, cfg: &mut RouterConfig) -> Result<(), ConfigError> {
+        let mut health_interval = None;
+        let mut health_checks_off = false;
         for (k, v) in mapping(rs, "router_settings")? {
             let path = join("router_settings", k);
             match k {
@@ -581,6 +610,85 @@ impl Parser {
                     cfg.settings.stream_timeout = self.optional_seconds(v, &path)?
                 }
                 "routing_seed" => cfg.settings.seed = Some(self.non_negative_int(v, &path)?),
+                "cooldown_time" => {
+                    // LiteLLM: `cooldown_time or 5`, so 0 means the default here.
+                    if let Some(t) = self.optional_seconds(v, &path)? {
+                        cfg.settings.cooldown.cooldown_time = t;
+                    }
+                }
+                "max_cooldown_time" => {
+                    cfg.settings.cooldown.max_cooldown_time = self.seconds(v, &path)?
+                }
+                "disable_cooldowns" => {
+                    cfg.settings.cooldown.disable_cooldowns = self.boolean(v, &path)?
+                }
+                "allowed_fails" => {
+                    cfg.settings.cooldown.allowed_fails = Some(self.small_int(v, &path)?)
+                }
+                "allowed_fails_policy" => {
+                    cfg.settings.cooldown.allowed_fails_policy =
+                        self.allowed_fails_policy(v, &path, &mut cfg.warnings)?;
+                }
+                "retry_policy" => {
+                    cfg.settings.retry_policy = self.retry_policy(v, &path, &mut cfg.warnings)?
+                }
+                "model_group_retry_policy" => {
+                    for (group, policy) in mapping(v, &path)? {
+                        let p =
+                            self.retry_policy(policy, &join(&path, group), &mut cfg.warnings)?;
+                        cfg.settings
+                            .model_group_retry_policy
+                            .insert(group.to_owned(), p);
+                    }
+                }
+                "retry_after" => {
+                    cfg.settings.backoff.min =
+                        self.optional_seconds(v, &path)?.unwrap_or(Duration::ZERO);
+                }
+                "max_retry_after_wait" => {
+                    cfg.settings.max_retry_after_wait =
+                        self.optional_seconds(v, &path)?.unwrap_or(Duration::ZERO);
+                }
+                "retry_budget" => {
+                    for (bk, bv) in mapping(v, &path)? {
+                        let bpath = join(&path, bk);
+                        match bk {
+                            "percent" => {
+                                cfg.settings.retry_budget.percent = self.non_negative(bv, &bpath)?
+                            }
+                            "min_per_second" => {
+                                cfg.settings.retry_budget.min_per_second =
+                                    self.small_int(bv, &bpath)?
+                            }
+                            "ttl" => cfg.settings.retry_budget.ttl = self.seconds(bv, &bpath)?,
+                            _ => cfg
+                                .warnings
+                                .push(format!("{bpath} is not a known key and is ignored")),
+                        }
+                    }
+                }
+                "fallbacks" => cfg.settings.fallbacks = self.fallback_map(v, &path)?,
+                "context_window_fallbacks" => {
+                    cfg.settings.context_window_fallbacks = self.fallback_map(v, &path)?
+                }
+                "content_policy_fallbacks" => {
+                    cfg.settings.content_policy_fallbacks = self.fallback_map(v, &path)?
+                }
+                "default_fallbacks" => {
+                    cfg.settings.default_fallbacks = self.string_list(v, &path)?
+                }
+                "max_fallbacks" => cfg.settings.max_fallbacks = self.small_int(v, &path)?,
+                "background_health_checks" => {
+                    if self.boolean(v, &path)? {
+                        cfg.settings
+                            .health_check_interval
+                            .get_or_insert(DEFAULT_HEALTH_CHECK_INTERVAL);
+                    } else {
+                        cfg.settings.health_check_interval = None;
+                        health_checks_off = true;
+                    }
+                }
+                "health_check_interval" => health_interval = Some(self.seconds(v, &path)?),
                 "model_group_alias" => {
                     for (alias, target) in mapping(v, &path)? {
                         let apath = join(&path, alias);
@@ -619,7 +727,102 @@ impl Parser {
                     .push(format!("{path} is not a known setting and is ignored")),
             }
         }
+        if let (Some(interval), false) = (health_interval, health_checks_off) {
+            if cfg.settings.health_check_interval.is_some() {
+                cfg.settings.health_check_interval = Some(interval);
+            }
+        }
         Ok(())
+    }
+
+    /// LiteLLM's fallback lists: `[{group: [fallback, ...]}, ...]`, one key per entry.
+    fn fallback_map(
+        &self,
+        v: &Value,
+        path: &str,
+    ) -> Result<HashMap<String, Vec<String>>, ConfigError> {
+        let mut out = HashMap::new();
+        let Value::Sequence(entries) = v else {
+            return Err(invalid(
+                path,
+                format!(
+                    "expected a list of {{group: [fallbacks]}} entries, got {}",
+                    describe(v)
+                ),
+            ));
+        };
+        for (i, entry) in entries.iter().enumerate() {
+            let epath = format!("{path}[{i}]");
+            let pairs = mapping(entry, &epath)?;
+            if pairs.len() != 1 {
+                return Err(invalid(
+                    &epath,
+                    format!("expected exactly one group per entry, got {}", pairs.len()),
+                ));
+            }
+            for (group, targets) in pairs {
+                out.insert(
+                    group.to_owned(),
+                    self.string_list(targets, &join(&epath, group))?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    fn allowed_fails_policy(
+        &self,
+        v: &Value,
+        path: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<AllowedFailsPolicy, ConfigError> {
+        let mut p = AllowedFailsPolicy::default();
+        for (k, value) in mapping(v, path)? {
+            let kpath = join(path, k);
+            let n = Some(self.small_int(value, &kpath)?);
+            match k {
+                "RateLimitErrorAllowedFails" => p.rate_limit = n,
+                "TimeoutErrorAllowedFails" => p.timeout = n,
+                "AuthenticationErrorAllowedFails" => p.authentication = n,
+                "InternalServerErrorAllowedFails" => p.internal_server = n,
+                "NotFoundErrorAllowedFails" => p.not_found = n,
+                "BadRequestErrorAllowedFails" | "ContentPolicyViolationErrorAllowedFails" => warnings.push(format!(
+                    "{kpath} has no effect: these errors are the request's fault and never cool a deployment down"
+                )),
+                _ => warnings.push(format!("{kpath} is not a known key and is ignored")),
+            }
+        }
+        Ok(p)
+    }
+
+    fn retry_policy(
+        &self,
+        v: &Value,
+        path: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<RetryPolicy, ConfigError> {
+        let mut p = RetryPolicy::default();
+        for (k, value) in mapping(v, path)? {
+            let kpath = join(path, k);
+            let n = Some(self.small_int(value, &kpath)?);
+            match k {
+                "RateLimitErrorRetries" => p.rate_limit = n,
+                "TimeoutErrorRetries" => p.timeout = n,
+                "AuthenticationErrorRetries" => p.authentication = n,
+                "InternalServerErrorRetries" => p.internal_server = n,
+                "ServiceUnavailableErrorRetries" => p.service_unavailable = n,
+                "DefaultRetries" => p.default = n,
+                "BadRequestErrorRetries"
+                | "ContentPolicyViolationErrorRetries"
+                | "NotFoundErrorRetries" => {
+                    warnings.push(format!(
+                        "{kpath} has no effect: bad requests, missing models, context-window and content-policy errors are never retried"
+                    ));
+                }
+                _ => warnings.push(format!("{kpath} is not a known key and is ignored")),
+            }
+        }
+        Ok(p)
     }
 
     fn deployment(
@@ -741,6 +944,20 @@ impl Parser {
                     }
                 }
                 "stream_timeout" => d.stream_timeout = self.optional_seconds(v, &p)?,
+                "cooldown_time" => {
+                    let secs = self.number(v, &p, "a non-negative number of seconds")?;
+                    if secs < 0.0 {
+                        return Err(invalid(
+                            &p,
+                            format!("expected a non-negative number of seconds, got {secs}"),
+                        ));
+                    }
+                    d.cooldown_time = Some(if secs == 0.0 {
+                        Duration::ZERO
+                    } else {
+                        self.seconds(v, &p)?
+                    });
+                }
                 "num_retries" => d.num_retries = Some(self.small_int(v, &p)?),
                 "tags" => {
                     d.tags = self.string_list(v, &p)?;

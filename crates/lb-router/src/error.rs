@@ -58,30 +58,91 @@ pub enum RouterError {
         param: Option<String>,
     },
     /// Every attempt failed; the first attempt's error is the primary one.
-    #[error("{}", upstream_message(group, attempts))]
+    #[error("{}", upstream_message(group, attempts, fallbacks))]
     Upstream {
-        /// The model group routed.
+        /// The model group requested.
         group: Arc<str>,
-        /// Each attempt, in order (never empty).
+        /// Each attempt, in order, in every group tried.
         attempts: Vec<AttemptFailure>,
+        /// The fallback groups tried, in order.
+        fallbacks: Vec<Arc<str>>,
+    },
+    /// Every deployment that could serve the call is cooling down.
+    #[error("{}", no_capacity_message(group, *retry_after, attempts, fallbacks))]
+    NoCapacity {
+        /// The model group requested.
+        group: Arc<str>,
+        /// When the first deployment comes back.
+        retry_after: Duration,
+        /// Attempts made before everything cooled down.
+        attempts: Vec<AttemptFailure>,
+        /// The fallback groups tried.
+        fallbacks: Vec<Arc<str>>,
     },
 }
 
-fn upstream_message(group: &str, attempts: &[AttemptFailure]) -> String {
-    let Some(first) = attempts.first() else {
-        return format!("no deployment of model group {group} could be tried");
-    };
+fn join(groups: &[Arc<str>]) -> String {
+    groups
+        .iter()
+        .map(|g| g.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn attempt_list(attempts: &[AttemptFailure]) -> String {
     let tried: Vec<String> = attempts
         .iter()
         .map(|a| format!("{}: {}", a.deployment, a.error))
         .collect();
     format!(
-        "{} (model group {group}; {} attempt{}: {})",
-        first.error.message,
+        "{} attempt{}: {}",
         attempts.len(),
         if attempts.len() == 1 { "" } else { "s" },
         tried.join("; ")
     )
+}
+
+/// Whole seconds, rounded up.
+fn secs_up(d: Duration) -> u64 {
+    d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
+}
+
+fn upstream_message(group: &str, attempts: &[AttemptFailure], fallbacks: &[Arc<str>]) -> String {
+    let Some(first) = attempts.first() else {
+        return format!("no deployment of model group {group} could be tried");
+    };
+    let fallbacks = if fallbacks.is_empty() {
+        String::new()
+    } else {
+        format!("; fallbacks tried: {}", join(fallbacks))
+    };
+    format!(
+        "{} (model group {group}; {}{fallbacks})",
+        first.error.message,
+        attempt_list(attempts)
+    )
+}
+
+fn no_capacity_message(
+    group: &str,
+    retry_after: Duration,
+    attempts: &[AttemptFailure],
+    fallbacks: &[Arc<str>],
+) -> String {
+    let mut m = format!(
+        "No deployments available for selected model: every deployment of model group {group}"
+    );
+    if !fallbacks.is_empty() {
+        m.push_str(&format!(" and of its fallbacks {}", join(fallbacks)));
+    }
+    m.push_str(&format!(
+        " is cooling down; try again in {}s",
+        secs_up(retry_after)
+    ));
+    if !attempts.is_empty() {
+        m.push_str(&format!(" ({})", attempt_list(attempts)));
+    }
+    m
 }
 
 impl RouterError {
@@ -89,7 +150,9 @@ impl RouterError {
     pub fn primary(&self) -> Option<&UpstreamError> {
         match self {
             RouterError::Upstream { attempts, .. } => attempts.first().map(|a| &a.error),
-            RouterError::UnknownModel { .. } | RouterError::InvalidRequest { .. } => None,
+            RouterError::UnknownModel { .. }
+            | RouterError::InvalidRequest { .. }
+            | RouterError::NoCapacity { .. } => None,
         }
     }
 
@@ -100,6 +163,7 @@ impl RouterError {
             RouterError::Upstream { .. } => {
                 self.primary().map_or(500, UpstreamError::client_status)
             }
+            RouterError::NoCapacity { .. } => 429,
         }
     }
 
@@ -112,6 +176,7 @@ impl RouterError {
             RouterError::Upstream { .. } => self
                 .primary()
                 .map_or("api_error", |e| e.class.openai_type()),
+            RouterError::NoCapacity { .. } => "rate_limit_error",
         }
     }
 
@@ -121,6 +186,7 @@ impl RouterError {
             RouterError::UnknownModel { .. } => Some("model_not_found"),
             RouterError::InvalidRequest { .. } => None,
             RouterError::Upstream { .. } => self.primary().and_then(|e| e.code.as_deref()),
+            RouterError::NoCapacity { .. } => Some("all_deployments_in_cooldown"),
         }
     }
 
@@ -130,11 +196,37 @@ impl RouterError {
             RouterError::UnknownModel { .. } => Some("model"),
             RouterError::InvalidRequest { param, .. } => param.as_deref(),
             RouterError::Upstream { .. } => self.primary().and_then(|e| e.param.as_deref()),
+            RouterError::NoCapacity { .. } => None,
+        }
+    }
+
+    /// Attempts made, in every group tried.
+    pub fn attempts(&self) -> &[AttemptFailure] {
+        match self {
+            RouterError::Upstream { attempts, .. } | RouterError::NoCapacity { attempts, .. } => {
+                attempts
+            }
+            RouterError::UnknownModel { .. } | RouterError::InvalidRequest { .. } => &[],
+        }
+    }
+
+    /// The fallback groups tried.
+    pub fn fallbacks(&self) -> &[Arc<str>] {
+        match self {
+            RouterError::Upstream { fallbacks, .. } | RouterError::NoCapacity { fallbacks, .. } => {
+                fallbacks
+            }
+            RouterError::UnknownModel { .. } | RouterError::InvalidRequest { .. } => &[],
         }
     }
 
     /// How long the client should wait before retrying, when known.
     pub fn retry_after(&self) -> Option<Duration> {
-        self.primary().and_then(|e| e.retry_after)
+        match self {
+            RouterError::NoCapacity { retry_after, .. } => Some(*retry_after),
+            RouterError::Upstream { .. }
+            | RouterError::UnknownModel { .. }
+            | RouterError::InvalidRequest { .. } => self.primary().and_then(|e| e.retry_after),
+        }
     }
 }

@@ -34,18 +34,22 @@
 #![forbid(unsafe_code)]
 
 mod builder;
+mod call;
 pub mod config;
 mod error;
+mod health;
 mod router;
 
 pub use builder::RouterBuilder;
 pub use config::{AliasTarget, GeneralSettings, RouterConfig, RouterSettings};
 pub use error::{AttemptFailure, ConfigError, RouterError};
+pub use health::DeploymentHealth;
 pub use router::{ResponseMeta, Routed, RoutedStream, Router};
 
 pub use lb_core::{
-    ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, Deployment,
-    DeploymentId, EmbeddingRequest, EmbeddingResponse, ErrorClass, Secret, UpstreamError,
+    ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, Clock,
+    Deployment, DeploymentId, EmbeddingRequest, EmbeddingResponse, ErrorClass, ManualClock, Secret,
+    SharedClock, SystemClock, UpstreamError,
 };
 pub use lb_providers::{HttpClient, Provider};
 pub use lb_strategies::{CallContext, Candidate, Strategy};

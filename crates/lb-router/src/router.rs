@@ -11,15 +11,15 @@ use lb_core::{
     ChatCompletionRequest, ChatCompletionResponse, ChunkStream, Deployment, DeploymentId,
     EmbeddingRequest, EmbeddingResponse, SharedClock, UpstreamError,
 };
-use lb_health::{DeploymentStats, FailureAction, InFlight, StatsSnapshot, after_failure};
+use lb_health::{DeploymentStats, FailureContext, HealthTracker, RetryBudget, StatsSnapshot};
 use lb_providers::Provider;
-use lb_strategies::{CallContext, Candidate, Strategy};
+use lb_strategies::Strategy;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use serde_json::Value;
 
 use crate::config::{AliasTarget, RouterSettings};
-use crate::error::{AttemptFailure, RouterError};
+use crate::error::RouterError;
 
 /// What happened to a call that succeeded.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,18 +32,24 @@ pub struct ResponseMeta {
     pub model_group: Arc<str>,
     /// The deployment's provider.
     pub provider: Arc<str>,
-    /// Attempts made, the successful one included.
+    /// Attempts made in all groups, the successful one included.
     pub attempts: u32,
-    /// Retries allowed for this call.
+    /// Retries made in the group that answered (attempts there after the first).
+    pub retries: u32,
+    /// Retries allowed in the group that answered.
     pub max_retries: u32,
+    /// Fallback groups tried before the answer (0: the requested group answered).
+    pub fallbacks: u32,
     /// Time from the call's start to the answer (stream: to the first chunk).
     pub latency: Duration,
+    /// Position of the deployment in the router.
+    pub(crate) index: usize,
 }
 
 impl ResponseMeta {
-    /// Retries made (attempts after the first).
+    /// Retries made in the group that answered.
     pub fn retries(&self) -> u32 {
-        self.attempts.saturating_sub(1)
+        self.retries
     }
 }
 
@@ -79,6 +85,8 @@ pub(crate) struct Entry {
 }
 
 pub(crate) struct Inner {
+    pub(crate) health: Arc<HealthTracker>,
+    pub(crate) retry_budget: RetryBudget,
     pub(crate) entries: Vec<Entry>,
     pub(crate) groups: HashMap<Arc<str>, Vec<usize>>,
     pub(crate) group_order: Vec<Arc<str>>,
@@ -138,10 +146,32 @@ const ROUTER_ONLY_KEYS: &[&str] = &[
 
 /// Per-call overrides read from the request body.
 #[derive(Debug, Default)]
-struct CallOptions {
-    num_retries: Option<u32>,
-    timeout: Option<Duration>,
-    stream_timeout: Option<Duration>,
+pub(crate) struct CallOptions {
+    pub(crate) num_retries: Option<u32>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) stream_timeout: Option<Duration>,
+    /// The request's own `fallbacks` (replacing the configured ones).
+    pub(crate) fallbacks: Option<Vec<String>>,
+    pub(crate) disable_fallbacks: bool,
+}
+
+fn string_list(key: &str, v: &Value) -> Result<Vec<String>, RouterError> {
+    let items = v
+        .as_array()
+        .ok_or_else(|| bad_param(key, "a list of model names", v))?;
+    items
+        .iter()
+        .map(|item| match item {
+            Value::String(s) => Ok(s.clone()),
+            // LiteLLM also accepts {"model": "..."} entries.
+            Value::Object(o) => o
+                .get("model")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| bad_param(key, "entries with a \"model\"", item)),
+            other => Err(bad_param(key, "a list of model names", other)),
+        })
+        .collect()
 }
 
 fn bad_param(param: &str, what: &str, got: &Value) -> RouterError {
@@ -170,6 +200,12 @@ impl CallOptions {
                         .ok_or_else(|| bad_param(key, "a non-negative integer", &v))?;
                     opts.num_retries = Some(n);
                 }
+                "fallbacks" => opts.fallbacks = Some(string_list(key, &v)?),
+                "disable_fallbacks" => {
+                    opts.disable_fallbacks = v
+                        .as_bool()
+                        .ok_or_else(|| bad_param(key, "true or false", &v))?;
+                }
                 "timeout" | "request_timeout" | "stream_timeout" => {
                     let secs = v
                         .as_f64()
@@ -189,18 +225,19 @@ impl CallOptions {
     }
 }
 
-enum Target {
+pub(crate) enum Target {
     Group(Arc<str>),
     Deployment(usize),
 }
 
-enum Op<'a> {
+#[derive(Clone, Copy)]
+pub(crate) enum Op<'a> {
     Chat(&'a ChatCompletionRequest),
     Stream(&'a ChatCompletionRequest),
     Embed(&'a EmbeddingRequest),
 }
 
-enum Output {
+pub(crate) enum Output {
     Chat(ChatCompletionResponse),
     Stream(ChunkStream),
     Embed(EmbeddingResponse),
@@ -240,13 +277,14 @@ impl Router {
         let Output::Stream(stream) = out else {
             return Err(internal_mismatch());
         };
-        let stats = self.stats_of(&meta.deployment_id);
+        let router = self.clone();
+        let index = meta.index;
         let deployment = meta.deployment_id.clone();
         // The guard lives as long as the stream: in-flight counts cover the whole answer.
         let stream = stream.map(move |item| {
             let _held = &guard;
-            if let (Err(e), Some(stats)) = (&item, &stats) {
-                stats.record_failure();
+            if let Err(e) = &item {
+                router.record_failure(index, e);
                 tracing::warn!(deployment = %deployment, error = %e, "stream failed after its first chunk");
             }
             item
@@ -315,14 +353,41 @@ impl Router {
         self.inner.strategy.name()
     }
 
-    fn stats_of(&self, id: &DeploymentId) -> Option<Arc<DeploymentStats>> {
-        self.inner
-            .by_id
-            .get(id)
-            .map(|&i| Arc::clone(&self.inner.entries[i].stats))
+    /// Records a failed call of deployment `index` in its stats and health.
+    pub(crate) fn record_failure(
+        &self,
+        index: usize,
+        error: &UpstreamError,
+    ) -> Option<lb_health::CooldownEvent> {
+        let inner = &*self.inner;
+        let entry = &inner.entries[index];
+        entry.stats.record_failure();
+        let group_size = inner
+            .groups
+            .get(&entry.deployment.model_group)
+            .map_or(1, Vec::len);
+        let event = inner.health.record_failure(
+            index,
+            error.class,
+            FailureContext {
+                group_size,
+                cooldown_time: entry.deployment.cooldown_time,
+                retry_after: error.retry_after,
+            },
+            inner.clock.now(),
+        );
+        if let Some(ev) = &event {
+            tracing::info!(
+                deployment = %entry.deployment.id,
+                reason = %ev.reason,
+                cooldown_s = ev.until.saturating_duration_since(inner.clock.now()).as_secs_f64(),
+                "deployment cooling down"
+            );
+        }
+        event
     }
 
-    fn resolve(&self, model: &str) -> Result<Target, RouterError> {
+    pub(crate) fn resolve(&self, model: &str) -> Result<Target, RouterError> {
         let inner = &*self.inner;
         if let Some((name, _)) = inner.groups.get_key_value(model) {
             return Ok(Target::Group(Arc::clone(name)));
@@ -341,159 +406,9 @@ impl Router {
         })
     }
 
-    fn rng(&self) -> SmallRng {
+    pub(crate) fn rng(&self) -> SmallRng {
         let n = self.inner.calls.fetch_add(1, Ordering::Relaxed);
         SmallRng::seed_from_u64(splitmix(self.inner.seed ^ splitmix(n)))
-    }
-
-    /// The one call loop: rank candidates, try them in order, record outcomes.
-    async fn call(
-        &self,
-        target: Target,
-        opts: &CallOptions,
-        op: Op<'_>,
-    ) -> Result<(Output, ResponseMeta, InFlight), RouterError> {
-        let inner = &*self.inner;
-        let (group, order): (Arc<str>, Vec<usize>) = match target {
-            Target::Deployment(i) => (
-                Arc::clone(&inner.entries[i].deployment.model_group),
-                vec![i],
-            ),
-            Target::Group(name) => {
-                let members = inner
-                    .groups
-                    .get(&name)
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
-                let candidates: Vec<Candidate<'_>> = members
-                    .iter()
-                    .map(|&i| Candidate {
-                        in_flight: inner.entries[i].stats.in_flight(),
-                        ..Candidate::new(&inner.entries[i].deployment)
-                    })
-                    .collect();
-                let call = CallContext {
-                    estimated_tokens: match op {
-                        Op::Chat(req) | Op::Stream(req) => lb_budget::estimate_call_tokens(req),
-                        Op::Embed(req) => lb_budget::estimate_embedding_tokens(req),
-                    },
-                    stream: matches!(op, Op::Stream(_)),
-                };
-                let mut ranked = Vec::with_capacity(candidates.len());
-                let mut rng = self.rng();
-                inner
-                    .strategy
-                    .rank(&call, &candidates, &mut rng, &mut ranked);
-                // A custom strategy is trusted with nothing: out-of-range and
-                // repeated indices are dropped, so every deployment is tried
-                // at most once; candidates it left out are not tried.
-                let mut taken = vec![false; members.len()];
-                let mut order: Vec<usize> = Vec::with_capacity(members.len());
-                for k in ranked.iter().copied() {
-                    if let (Some(t), Some(&m)) = (taken.get_mut(k), members.get(k)) {
-                        if !*t {
-                            *t = true;
-                            order.push(m);
-                        }
-                    }
-                }
-                if tracing::enabled!(tracing::Level::DEBUG) {
-                    let ids: Vec<&str> = members
-                        .iter()
-                        .map(|&i| inner.entries[i].deployment.id.as_str())
-                        .collect();
-                    let ranked_ids: Vec<&str> = order
-                        .iter()
-                        .map(|&i| inner.entries[i].deployment.id.as_str())
-                        .collect();
-                    tracing::debug!(
-                        group = %name,
-                        strategy = inner.strategy.name(),
-                        candidates = ?ids,
-                        ranking = ?ranked_ids,
-                        "routing decision"
-                    );
-                }
-                (name, order)
-            }
-        };
-        let stream = matches!(op, Op::Stream(_));
-        let mut max_retries = opts.num_retries.unwrap_or(inner.settings.num_retries);
-        let mut attempts: Vec<AttemptFailure> = Vec::new();
-        let start = inner.clock.now();
-        for &idx in &order {
-            let entry = &inner.entries[idx];
-            let d = &entry.deployment;
-            let timeout = if stream {
-                opts.stream_timeout
-                    .or(d.stream_timeout)
-                    .or(inner.settings.stream_timeout)
-                    .or(opts.timeout)
-                    .or(d.timeout)
-                    .unwrap_or(inner.settings.timeout)
-            } else {
-                opts.timeout.or(d.timeout).unwrap_or(inner.settings.timeout)
-            };
-            let guard = entry.stats.start();
-            let attempt_start = inner.clock.now();
-            let result: Result<Output, UpstreamError> = match op {
-                Op::Chat(req) => entry.provider.chat(req, timeout).await.map(Output::Chat),
-                Op::Stream(req) => entry
-                    .provider
-                    .chat_stream(req, timeout)
-                    .await
-                    .map(Output::Stream),
-                Op::Embed(req) => entry
-                    .provider
-                    .embedding(req, timeout)
-                    .await
-                    .map(Output::Embed),
-            };
-            let now = inner.clock.now();
-            match result {
-                Ok(out) => {
-                    entry
-                        .stats
-                        .record_success(now.saturating_duration_since(attempt_start));
-                    let meta = ResponseMeta {
-                        deployment_id: d.id.clone(),
-                        api_base: entry.provider.api_base().to_owned(),
-                        model_group: Arc::clone(&group),
-                        provider: Arc::clone(&d.provider),
-                        attempts: u32::try_from(attempts.len() + 1).unwrap_or(u32::MAX),
-                        max_retries,
-                        latency: now.saturating_duration_since(start),
-                    };
-                    return Ok((out, meta, guard));
-                }
-                Err(error) => {
-                    drop(guard);
-                    entry.stats.record_failure();
-                    tracing::debug!(
-                        group = %group,
-                        deployment = %d.id,
-                        attempt = attempts.len() + 1,
-                        error = %error,
-                        "attempt failed"
-                    );
-                    if let Some(n) = d.num_retries.filter(|_| opts.num_retries.is_none()) {
-                        max_retries = n;
-                    }
-                    let action = after_failure(error.class);
-                    attempts.push(AttemptFailure {
-                        deployment: d.id.clone(),
-                        error,
-                    });
-                    let retries_used = u32::try_from(attempts.len() - 1).unwrap_or(u32::MAX);
-                    match action {
-                        FailureAction::GiveUp => break,
-                        FailureAction::TryAnotherDeployment if retries_used >= max_retries => break,
-                        FailureAction::TryAnotherDeployment => continue,
-                    }
-                }
-            }
-        }
-        Err(RouterError::Upstream { group, attempts })
     }
 }
 

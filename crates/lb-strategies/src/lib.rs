@@ -1,9 +1,10 @@
 //! Routing strategies: rank the candidate deployments of one call.
 //!
 //! A [`Strategy`] is pure and synchronous: given the candidates (deployments
-//! that passed health, limit and tag filters) and a random number generator,
-//! it writes their indices in preference order. The router tries the first
-//! and, on retry, the next. No I/O, no clock reads, no locks.
+//! that passed health, limit and tag filters, with a snapshot of their stats)
+//! and a random number generator, it writes their indices in preference
+//! order. The router tries the first and, on retry, the next. No I/O, no
+//! clock reads, no locks; the same RNG seed gives the same ranking.
 //!
 //! ```
 //! use lb_core::Deployment;
@@ -22,12 +23,77 @@
 //! Why rank instead of pick: a retry takes the next candidate of the same
 //! ranking instead of drawing a new lottery that may return the deployment
 //! that just failed.
+//!
+//! # The strategies
+//!
+//! By their `router_settings.routing_strategy` names ([`StrategyKind::from_name`]):
+//!
+//! - `simple-shuffle` ([`SimpleShuffle`], the default): weighted random by
+//!   `weight`, else `rpm`, else `tpm`, else uniform. A weight set on *any*
+//!   deployment turns weighting on (LiteLLM looks only at the first), a
+//!   deployment without one weighs [`DEFAULT_WEIGHT`], fractional weights
+//!   work. The first [`WEIGHTED_PICKS`] positions are weighted draws without
+//!   replacement; the rest follow in a rotated order, weight 0 last.
+//! - `least-busy` ([`LeastBusy`]): fewest calls in flight first, random among
+//!   equals.
+//! - `latency-based-routing` ([`LatencyBased`]): deployments without latency
+//!   samples first (random among them), then those within
+//!   `lowest_latency_buffer` of the best (random among them), then the rest
+//!   fastest first. Latency is seconds per output token for completions and
+//!   time to first token for streams, the mean of a sliding window
+//!   (`lb_health::LatencyWindow`).
+//! - `cost-based-routing` ([`CostBased`]): cheapest price per token (input plus
+//!   output) first, random among equal prices, unknown prices last.
+//! - `usage-based-routing-v2`, alias `usage-based-routing` ([`UsageBased`]):
+//!   fewest tokens used this minute first, random among equals; deployments
+//!   the call would push over their `tpm` or `rpm` are left out, at the limit
+//!   and not one before it ([`fits_limits`]).
+//! - `latency-p2c` ([`LatencyP2C`], not in LiteLLM): power of two random
+//!   choices by peak-EWMA latency times calls in flight, as tower's balancer.
+//!
+//! Every strategy ranks each usable candidate exactly once (only
+//! `usage-based-routing-v2` leaves any out), draws ties at random, and costs
+//! at most O(n log n) with no allocation besides `out`; `simple-shuffle` is
+//! O(n) and `latency-p2c` O(1) plus plain stores to fill `out`. LiteLLM's
+//! selection grows with the square of the pool; `docs/benchmarks.md` has the
+//! measured cost per call at 10 to 10,000 candidates.
+//!
+//! # When to prefer `latency-p2c`
+//!
+//! - Large pools: its choice reads two candidates, whatever the pool size;
+//!   the sorting strategies read and order them all.
+//! - Many gateway instances: each instance decides from its own view of
+//!   latency and in-flight calls, and the random pair keeps instances from
+//!   herding onto the one deployment that looks best to all of them at once
+//!   (the failure of "always the fastest" and "always the least busy" with
+//!   stale or partial views). No shared state (Redis) is needed.
+//! - It reacts to load, not latency alone: a fast deployment that piles up
+//!   calls in flight costs more, and the peak EWMA jumps on a slow answer at
+//!   once and forgets it within seconds, so traffic moves away from a
+//!   degrading deployment before its mean latency shows it.
+//!
+//! Prefer `latency-based-routing` for LiteLLM-compatible behaviour with
+//! per-token latency, `least-busy` for long streams where calls in flight are
+//! the load, `usage-based-routing-v2` to stay under provider TPM/RPM quotas.
 
 #![forbid(unsafe_code)]
 
+mod cost;
+mod latency;
+mod least_busy;
+mod p2c;
 mod shuffle;
+#[cfg(test)]
+mod testing;
+mod usage;
+mod util;
 
-pub use shuffle::SimpleShuffle;
+pub use cost::CostBased;
+pub use latency::LatencyBased;
+pub use least_busy::LeastBusy;
+pub use p2c::LatencyP2C;
+pub use shuffle::{DEFAULT_WEIGHT, SimpleShuffle, WEIGHTED_PICKS};
+pub use usage::{UsageBased, fits_limits};
 
 use std::fmt;
 
@@ -99,19 +165,73 @@ pub trait Strategy: Send + Sync + fmt::Debug {
     );
 }
 
+/// Settings of the strategies (`router_settings.routing_strategy_args`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StrategyArgs {
+    /// `lowest_latency_buffer` of `latency-based-routing`: candidates within
+    /// `best × (1 + buffer)` count as equally fast. LiteLLM's default is 0.
+    pub lowest_latency_buffer: f64,
+}
+
+impl Default for StrategyArgs {
+    fn default() -> Self {
+        Self {
+            lowest_latency_buffer: 0.0,
+        }
+    }
+}
+
 /// The strategies known by name, as LiteLLM's `routing_strategy` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StrategyKind {
     /// `simple-shuffle`: weighted random.
     SimpleShuffle,
+    /// `least-busy`: fewest calls in flight.
+    LeastBusy,
+    /// `latency-based-routing`: lowest recent latency, with a buffer.
+    LatencyBased,
+    /// `cost-based-routing`: cheapest price per token.
+    CostBased,
+    /// `usage-based-routing-v2` (and `usage-based-routing`): fewest tokens
+    /// used this minute, within TPM/RPM limits.
+    UsageBased,
+    /// `latency-p2c`: power of two random choices by peak-EWMA load.
+    LatencyP2C,
 }
 
 impl StrategyKind {
-    /// Parses a `routing_strategy` value; `None` for names not implemented.
+    /// Every kind.
+    pub const ALL: &'static [StrategyKind] = &[
+        Self::SimpleShuffle,
+        Self::LeastBusy,
+        Self::LatencyBased,
+        Self::CostBased,
+        Self::UsageBased,
+        Self::LatencyP2C,
+    ];
+
+    /// Parses a `routing_strategy` value; `None` for unknown names.
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "simple-shuffle" => Some(Self::SimpleShuffle),
+            "least-busy" => Some(Self::LeastBusy),
+            "latency-based-routing" => Some(Self::LatencyBased),
+            "cost-based-routing" => Some(Self::CostBased),
+            "usage-based-routing-v2" | "usage-based-routing" => Some(Self::UsageBased),
+            "latency-p2c" => Some(Self::LatencyP2C),
             _ => None,
+        }
+    }
+
+    /// The config name (for `UsageBased`, `usage-based-routing-v2`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SimpleShuffle => "simple-shuffle",
+            Self::LeastBusy => "least-busy",
+            Self::LatencyBased => "latency-based-routing",
+            Self::CostBased => "cost-based-routing",
+            Self::UsageBased => "usage-based-routing-v2",
+            Self::LatencyP2C => "latency-p2c",
         }
     }
 
@@ -125,10 +245,64 @@ impl StrategyKind {
         "cost-based-routing",
     ];
 
-    /// A boxed strategy of this kind.
+    /// Every name [`from_name`](Self::from_name) accepts: LiteLLM's and ours.
+    pub const NAMES: &'static [&'static str] = &[
+        "simple-shuffle",
+        "least-busy",
+        "usage-based-routing",
+        "usage-based-routing-v2",
+        "latency-based-routing",
+        "cost-based-routing",
+        "latency-p2c",
+    ];
+
+    /// A boxed strategy of this kind, with default settings.
     pub fn build(self) -> Box<dyn Strategy> {
+        self.build_with(&StrategyArgs::default())
+    }
+
+    /// A boxed strategy of this kind, with `args`.
+    pub fn build_with(self, args: &StrategyArgs) -> Box<dyn Strategy> {
         match self {
             Self::SimpleShuffle => Box::new(SimpleShuffle),
+            Self::LeastBusy => Box::new(LeastBusy),
+            Self::LatencyBased => Box::new(LatencyBased::new(args.lowest_latency_buffer)),
+            Self::CostBased => Box::new(CostBased),
+            Self::UsageBased => Box::new(UsageBased),
+            Self::LatencyP2C => Box::new(LatencyP2C),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for &kind in StrategyKind::ALL {
+            assert_eq!(StrategyKind::from_name(kind.name()), Some(kind));
+            assert_eq!(kind.build().name(), kind.name());
+            assert!(StrategyKind::NAMES.contains(&kind.name()));
+        }
+        for name in StrategyKind::NAMES {
+            assert!(StrategyKind::from_name(name).is_some(), "{name}");
+        }
+        for name in StrategyKind::LITELLM_NAMES {
+            assert!(StrategyKind::NAMES.contains(name));
+        }
+        assert_eq!(
+            StrategyKind::from_name("usage-based-routing"),
+            Some(StrategyKind::UsageBased)
+        );
+        assert_eq!(StrategyKind::from_name("round-robin"), None);
+    }
+
+    #[test]
+    fn build_with_passes_the_buffer() {
+        let s = StrategyKind::LatencyBased.build_with(&StrategyArgs {
+            lowest_latency_buffer: 0.25,
+        });
+        assert_eq!(format!("{s:?}"), "LatencyBased { buffer: 0.25 }");
     }
 }

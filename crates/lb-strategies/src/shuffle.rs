@@ -2,54 +2,169 @@
 
 use rand::{Rng, RngCore};
 
+use crate::util::{extend_rotated, extend_rotated_filtered};
 use crate::{CallContext, Candidate, Strategy};
 
 /// Weighted random ranking, LiteLLM's default `simple-shuffle`.
 ///
 /// The weight set is chosen once per call over all candidates:
 /// - if any candidate sets `weight`, weights are used, and a candidate
-///   without one counts as weight `1.0` (fractional weights work);
+///   without one counts as [`DEFAULT_WEIGHT`] (fractional weights work;
+///   a negative, NaN or infinite weight counts as 0);
 /// - else if any sets `rpm`, rpm is the weight; else if any sets `tpm`, tpm is;
 ///   a candidate missing that field gets the mean of those that set it;
-/// - else all are equally likely.
+/// - else (or when every weight is 0) all are equally likely.
 ///
-/// The first position is drawn with probability proportional to weight, the
-/// next among the rest likewise (weighted sampling without replacement).
-/// Candidates of weight 0 come last, in random order.
+/// The first [`WEIGHTED_PICKS`] positions are drawn with probability
+/// proportional to weight, each among the candidates not drawn yet (weighted
+/// sampling without replacement): that covers the first attempt and the
+/// retries of the default `num_retries: 2`. The rest follow in index order
+/// rotated from a random offset, candidates of weight 0 after all others.
+///
+/// Cost: one pass over the candidates to choose the weight set and sum it,
+/// then at most one partial pass per weighted pick, and plain stores for the
+/// rest: O(n), no allocation besides `out`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SimpleShuffle;
 
 /// The weight a candidate without `weight` gets when others set one.
 pub const DEFAULT_WEIGHT: f64 = 1.0;
 
-fn weights(candidates: &[Candidate<'_>], out: &mut Vec<f64>) {
-    out.clear();
-    if candidates.iter().any(|c| c.deployment.weight.is_some()) {
-        out.extend(
-            candidates
-                .iter()
-                .map(|c| c.deployment.weight.unwrap_or(DEFAULT_WEIGHT)),
-        );
-        return;
-    }
-    let pick: [fn(&Candidate<'_>) -> Option<u64>; 2] = [|c| c.deployment.rpm, |c| c.deployment.tpm];
-    for field in pick {
-        let set: Vec<f64> = candidates
-            .iter()
-            .filter_map(field)
-            .map(|v| v as f64)
-            .collect();
-        if !set.is_empty() {
-            let mean = set.iter().sum::<f64>() / set.len() as f64;
-            out.extend(
-                candidates
-                    .iter()
-                    .map(|c| field(c).map_or(mean, |v| v as f64)),
-            );
-            return;
+/// How many leading positions of a ranking are drawn by weight.
+pub const WEIGHTED_PICKS: usize = 3;
+
+/// Which field weighs the candidates of one call.
+#[derive(Debug, Clone, Copy)]
+enum Weights {
+    /// `weight`, missing = [`DEFAULT_WEIGHT`].
+    Weight,
+    /// `rpm`, missing = the mean of those set.
+    Rpm(f64),
+    /// `tpm`, missing = the mean of those set.
+    Tpm(f64),
+}
+
+impl Weights {
+    fn of(self, c: &Candidate<'_>) -> f64 {
+        match self {
+            Self::Weight => c.deployment.weight.map_or(DEFAULT_WEIGHT, sane),
+            Self::Rpm(mean) => c.deployment.rpm.map_or(mean, |v| v as f64),
+            Self::Tpm(mean) => c.deployment.tpm.map_or(mean, |v| v as f64),
         }
     }
-    out.extend(candidates.iter().map(|_| 1.0));
+}
+
+/// A usable weight: positive and finite, else 0.
+fn sane(w: f64) -> f64 {
+    if w > 0.0 && w.is_finite() { w } else { 0.0 }
+}
+
+/// Sums of one pass: what each weight set would give.
+#[derive(Debug, Default)]
+struct Sums {
+    any_weight: bool,
+    weight_sum: f64,
+    weight_zeros: usize,
+    rpm_set: usize,
+    rpm_sum: f64,
+    rpm_zeros: usize,
+    tpm_set: usize,
+    tpm_sum: f64,
+    tpm_zeros: usize,
+}
+
+impl Sums {
+    fn of(candidates: &[Candidate<'_>]) -> Self {
+        let mut s = Self::default();
+        for c in candidates {
+            let d = c.deployment;
+            match d.weight {
+                Some(w) => {
+                    s.any_weight = true;
+                    let w = sane(w);
+                    s.weight_sum += w;
+                    s.weight_zeros += usize::from(w == 0.0);
+                }
+                None => s.weight_sum += DEFAULT_WEIGHT,
+            }
+            if let Some(r) = d.rpm {
+                s.rpm_set += 1;
+                s.rpm_sum += r as f64;
+                s.rpm_zeros += usize::from(r == 0);
+            }
+            if let Some(t) = d.tpm {
+                s.tpm_set += 1;
+                s.tpm_sum += t as f64;
+                s.tpm_zeros += usize::from(t == 0);
+            }
+        }
+        s
+    }
+
+    /// The weight set, its total and how many candidates weigh 0; `None`
+    /// for uniform.
+    fn choose(&self, n: usize) -> Option<(Weights, f64, usize)> {
+        let (weights, total, zeros) = if self.any_weight {
+            (Weights::Weight, self.weight_sum, self.weight_zeros)
+        } else if self.rpm_set > 0 {
+            Self::with_mean(Weights::Rpm, self.rpm_set, self.rpm_sum, self.rpm_zeros, n)
+        } else if self.tpm_set > 0 {
+            Self::with_mean(Weights::Tpm, self.tpm_set, self.tpm_sum, self.tpm_zeros, n)
+        } else {
+            return None;
+        };
+        (total > 0.0 && total.is_finite()).then_some((weights, total, zeros))
+    }
+
+    fn with_mean(
+        make: fn(f64) -> Weights,
+        set: usize,
+        sum: f64,
+        zeros: usize,
+        n: usize,
+    ) -> (Weights, f64, usize) {
+        let mean = sum / set as f64;
+        let missing = n - set;
+        let zeros = if mean == 0.0 { zeros + missing } else { zeros };
+        (make(mean), sum + mean * missing as f64, zeros)
+    }
+}
+
+/// Draws one candidate not in `picked` with probability `weight / remaining`.
+fn weighted_pick(
+    candidates: &[Candidate<'_>],
+    weights: Weights,
+    remaining: f64,
+    picked: &[usize],
+    rng: &mut dyn RngCore,
+) -> Option<(usize, f64)> {
+    let target = rng.random::<f64>() * remaining;
+    let mut acc = 0.0;
+    let mut last = None;
+    for (i, c) in candidates.iter().enumerate() {
+        let w = weights.of(c);
+        if w <= 0.0 || picked.contains(&i) {
+            continue;
+        }
+        acc += w;
+        last = Some((i, w));
+        if target < acc {
+            return last;
+        }
+    }
+    // Rounding left the target past the last sum: the last one it passed.
+    last
+}
+
+/// Draws one index of `0..n` not in `picked` (sorted ascending), uniformly.
+fn uniform_pick(n: usize, picked: &[usize], rng: &mut dyn RngCore) -> usize {
+    let mut r = rng.random_range(0..n - picked.len());
+    for &p in picked {
+        if r >= p {
+            r += 1;
+        }
+    }
+    r
 }
 
 impl Strategy for SimpleShuffle {
@@ -65,7 +180,8 @@ impl Strategy for SimpleShuffle {
         out: &mut Vec<usize>,
     ) {
         out.clear();
-        match candidates.len() {
+        let n = candidates.len();
+        match n {
             0 => return,
             1 => {
                 out.push(0);
@@ -73,38 +189,49 @@ impl Strategy for SimpleShuffle {
             }
             _ => {}
         }
-        let mut w = Vec::with_capacity(candidates.len());
-        weights(candidates, &mut w);
-        // Exponential race (Efraimidis-Spirakis): key = Exp(1) / w, ascending.
-        // Non-positive or non-finite weights race after every positive one.
-        let mut keyed: Vec<(f64, usize)> = w
-            .iter()
-            .enumerate()
-            .map(|(i, &wi)| {
-                let u: f64 = rng.random::<f64>();
-                let e = -(1.0 - u).ln();
-                let key = if wi > 0.0 && wi.is_finite() {
-                    e / wi
+        out.reserve(n);
+        let mut picked = [0usize; WEIGHTED_PICKS];
+        let mut k = 0;
+        match Sums::of(candidates).choose(n) {
+            None => {
+                // Uniform: the picks need no reads at all.
+                let mut sorted = [0usize; WEIGHTED_PICKS];
+                while k < WEIGHTED_PICKS.min(n) {
+                    let i = uniform_pick(n, &sorted[..k], rng);
+                    picked[k] = i;
+                    sorted[k] = i;
+                    k += 1;
+                    sorted[..k].sort_unstable();
+                }
+                out.extend_from_slice(&picked[..k]);
+                let offset = rng.random_range(0..n);
+                extend_rotated(out, n, offset, &mut picked[..k]);
+            }
+            Some((weights, total, zeros)) => {
+                let positives = n - zeros;
+                let mut remaining = total;
+                while k < WEIGHTED_PICKS.min(positives) {
+                    let Some((i, w)) =
+                        weighted_pick(candidates, weights, remaining, &picked[..k], rng)
+                    else {
+                        break;
+                    };
+                    picked[k] = i;
+                    k += 1;
+                    remaining -= w;
+                }
+                out.extend_from_slice(&picked[..k]);
+                let offset = rng.random_range(0..n);
+                if zeros == 0 || k == positives {
+                    // Either no zero weights, or only they are left.
+                    extend_rotated(out, n, offset, &mut picked[..k]);
                 } else {
-                    f64::INFINITY
-                };
-                (key, i)
-            })
-            .collect();
-        let zeros_start = {
-            keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
-            keyed
-                .iter()
-                .position(|k| k.0.is_infinite())
-                .unwrap_or(keyed.len())
-        };
-        // Zero-weight candidates: uniformly shuffled among themselves.
-        let tail = &mut keyed[zeros_start..];
-        for i in (1..tail.len()).rev() {
-            let j = rng.random_range(0..=i);
-            tail.swap(i, j);
+                    let w = |i: usize| weights.of(&candidates[i]);
+                    extend_rotated_filtered(out, n, offset, &picked[..k], |i| w(i) > 0.0);
+                    extend_rotated_filtered(out, n, offset, &picked[..k], |i| w(i) <= 0.0);
+                }
+            }
         }
-        out.extend(keyed.iter().map(|k| k.1));
     }
 }
 

@@ -1,0 +1,488 @@
+//! The one call loop: groups, retries, backoff, fallbacks.
+//!
+//! A call tries its model group; a group tries its healthy deployments in the
+//! strategy's order (a retry goes to the next one at once), and when none is
+//! left it may retry the last one after a backoff that honours Retry-After.
+//! When the group gives up, its fallbacks are tried depth-first (each with
+//! its own retries, no group twice, at most `max_fallbacks`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lb_core::{ErrorClass, UpstreamError};
+use lb_health::{Availability, FailureAction, InFlight, Trial, after_failure};
+use lb_strategies::{CallContext, Candidate};
+use rand::Rng;
+
+use crate::error::{AttemptFailure, RouterError};
+use crate::router::{CallOptions, Op, Output, ResponseMeta, Router, Target};
+
+/// A group's successful attempt.
+struct GroupSuccess {
+    out: Output,
+    index: usize,
+    guard: InFlight,
+    retries: u32,
+    max_retries: u32,
+}
+
+/// Why a group gave up.
+struct GroupFailure {
+    /// The class of the error that ended the group, if any attempt was made.
+    class: Option<ErrorClass>,
+    /// Every deployment of the group was cooling down; the soonest returns then.
+    all_cooling_until: Option<Instant>,
+}
+
+/// Why the group loop stopped retrying, for the debug log.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    RequestFault,
+    RetriesExhausted,
+    BudgetSpent,
+    RetryAfterTooLong,
+    NoCandidateLeft,
+}
+
+impl Router {
+    /// Routes one call: the group and its fallbacks.
+    pub(crate) async fn call(
+        &self,
+        target: Target,
+        opts: &CallOptions,
+        op: Op<'_>,
+    ) -> Result<(Output, ResponseMeta, InFlight), RouterError> {
+        let inner = &*self.inner;
+        let start = inner.clock.now();
+        inner.retry_budget.deposit(start);
+        let mut attempts: Vec<AttemptFailure> = Vec::new();
+        let (primary, direct) = match target {
+            Target::Group(g) => (g, None),
+            Target::Deployment(i) => (
+                Arc::clone(&inner.entries[i].deployment.model_group),
+                Some(i),
+            ),
+        };
+        // Depth-first over fallbacks: the next group to try is on top.
+        let mut stack: Vec<(Arc<str>, Option<usize>)> = vec![(Arc::clone(&primary), direct)];
+        let mut tried: Vec<Arc<str>> = Vec::new();
+        let mut all_cooling_until: Option<Instant> = None;
+        let mut every_group_cooling = true;
+        while let Some((group, direct)) = stack.pop() {
+            if tried.contains(&group) {
+                continue;
+            }
+            if tried.len() > inner.settings.max_fallbacks as usize {
+                break;
+            }
+            tried.push(Arc::clone(&group));
+            match self
+                .call_group(&group, direct, opts, op, &mut attempts)
+                .await
+            {
+                Ok(s) => {
+                    let now = inner.clock.now();
+                    let entry = &inner.entries[s.index];
+                    let meta = ResponseMeta {
+                        deployment_id: entry.deployment.id.clone(),
+                        api_base: entry.provider.api_base().to_owned(),
+                        model_group: group,
+                        provider: Arc::clone(&entry.deployment.provider),
+                        attempts: u32::try_from(attempts.len() + 1).unwrap_or(u32::MAX),
+                        retries: s.retries,
+                        max_retries: s.max_retries,
+                        fallbacks: u32::try_from(tried.len() - 1).unwrap_or(u32::MAX),
+                        latency: now.saturating_duration_since(start),
+                        index: s.index,
+                    };
+                    return Ok((s.out, meta, s.guard));
+                }
+                Err(f) => {
+                    match f.all_cooling_until {
+                        Some(until) => {
+                            all_cooling_until =
+                                Some(all_cooling_until.map_or(until, |u| u.min(until)));
+                        }
+                        None => every_group_cooling = false,
+                    }
+                    let next = self.fallbacks_for(&group, f.class, opts);
+                    if !next.is_empty() {
+                        tracing::debug!(group = %group, fallbacks = ?next, "falling back");
+                    }
+                    for name in next.iter().rev() {
+                        match self.resolve(name) {
+                            Ok(Target::Group(g)) => stack.push((g, None)),
+                            Ok(Target::Deployment(i)) => {
+                                stack.push((
+                                    Arc::clone(&inner.entries[i].deployment.model_group),
+                                    Some(i),
+                                ));
+                            }
+                            Err(_) => {
+                                tracing::warn!(group = %group, fallback = %name, "fallback names no model group; skipped")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let fallbacks: Vec<Arc<str>> = tried.iter().skip(1).cloned().collect();
+        let now = inner.clock.now();
+        // "No capacity" only when every group was cooling down and every
+        // attempt (if any) was rate limited; any other failure is reported as
+        // what it was (a 401 must not read as a 429).
+        let only_rate_limits = attempts
+            .iter()
+            .all(|a| a.error.class == ErrorClass::RateLimited);
+        if let (true, Some(until)) = (every_group_cooling && only_rate_limits, all_cooling_until) {
+            return Err(RouterError::NoCapacity {
+                group: primary,
+                retry_after: until.saturating_duration_since(now),
+                attempts,
+                fallbacks,
+            });
+        }
+        Err(RouterError::Upstream {
+            group: primary,
+            attempts,
+            fallbacks,
+        })
+    }
+
+    /// The fallback groups for `group` after it failed with `class`.
+    fn fallbacks_for(
+        &self,
+        group: &str,
+        class: Option<ErrorClass>,
+        opts: &CallOptions,
+    ) -> Vec<String> {
+        let s = &self.inner.settings;
+        if opts.disable_fallbacks {
+            return Vec::new();
+        }
+        let generic = || -> Vec<String> {
+            if let Some(list) = &opts.fallbacks {
+                return list.clone();
+            }
+            s.fallbacks
+                .get(group)
+                .or_else(|| s.fallbacks.get("*"))
+                .cloned()
+                .unwrap_or_else(|| s.default_fallbacks.clone())
+        };
+        match class {
+            // A rejected prompt goes only where the operator said it may.
+            Some(ErrorClass::ContentPolicy) => s
+                .content_policy_fallbacks
+                .get(group)
+                .cloned()
+                .unwrap_or_default(),
+            Some(ErrorClass::ContextWindowExceeded) => s
+                .context_window_fallbacks
+                .get(group)
+                .cloned()
+                .unwrap_or_else(generic),
+            Some(
+                ErrorClass::RateLimited
+                | ErrorClass::Timeout
+                | ErrorClass::Auth
+                | ErrorClass::BadRequest
+                | ErrorClass::NotFound
+                | ErrorClass::ServerError
+                | ErrorClass::Connection,
+            )
+            | None => generic(),
+        }
+    }
+
+    /// Tries one group: its healthy deployments in ranked order, then
+    /// same-deployment retries with backoff, within the retry allowance.
+    async fn call_group(
+        &self,
+        group: &Arc<str>,
+        direct: Option<usize>,
+        opts: &CallOptions,
+        op: Op<'_>,
+        attempts: &mut Vec<AttemptFailure>,
+    ) -> Result<GroupSuccess, GroupFailure> {
+        let inner = &*self.inner;
+        let s = &inner.settings;
+        let members: Vec<usize> = match direct {
+            // A deployment addressed by id skips cooldowns, as in LiteLLM.
+            Some(i) => vec![i],
+            None => inner.groups.get(group).cloned().unwrap_or_default(),
+        };
+        let now = inner.clock.now();
+        let mut usable = Vec::with_capacity(members.len());
+        let mut soonest: Option<Instant> = None;
+        for &i in &members {
+            match inner.health.check(i, now) {
+                Availability::Available | Availability::Trial => usable.push(i),
+                Availability::CoolingDown { .. } if direct.is_some() => usable.push(i),
+                Availability::CoolingDown { until, .. } => {
+                    soonest = Some(soonest.map_or(until, |u| u.min(until)))
+                }
+            }
+        }
+        if usable.is_empty() {
+            tracing::debug!(group = %group, "every deployment is cooling down");
+            return Err(GroupFailure {
+                class: None,
+                all_cooling_until: soonest.or(Some(now)),
+            });
+        }
+        let order = self.rank(group, &usable, op);
+        let policy = s
+            .model_group_retry_policy
+            .get(&**group)
+            .unwrap_or(&s.retry_policy);
+        let mut rng = self.rng();
+        let mut next = 0usize;
+        let mut group_attempts = 0u32;
+        let mut max_retries = opts.num_retries.unwrap_or(s.num_retries);
+        let mut last: Option<(usize, ErrorClass, Option<u16>, Option<Duration>)> = None;
+        let mut same_retries: Vec<(usize, u32)> = Vec::new();
+        let stop = loop {
+            // Pick the deployment for this attempt and how long to wait first.
+            let (i, wait) = if let Some(&i) = order.get(next) {
+                next += 1;
+                (i, None)
+            } else if let Some((li, class, _, retry_after)) = last {
+                if class == ErrorClass::Timeout {
+                    // A silent upstream costs one timeout, not three.
+                    break Stop::NoCandidateLeft;
+                }
+                let n = same_retries
+                    .iter()
+                    .find(|(d, _)| *d == li)
+                    .map_or(0, |(_, n)| *n);
+                let delay = s.backoff.delay(n, retry_after, rng.random::<f64>());
+                if delay > s.max_retry_after_wait {
+                    break Stop::RetryAfterTooLong;
+                }
+                match same_retries.iter_mut().find(|(d, _)| *d == li) {
+                    Some((_, n)) => *n += 1,
+                    None => same_retries.push((li, 1)),
+                }
+                (li, Some(delay))
+            } else {
+                break Stop::NoCandidateLeft;
+            };
+            if let Some((_, class, status, _)) = last {
+                let allowed = policy.retries_for(class, status).unwrap_or(max_retries);
+                if group_attempts > allowed {
+                    break Stop::RetriesExhausted;
+                }
+                if !inner.retry_budget.try_withdraw(inner.clock.now()) {
+                    break Stop::BudgetSpent;
+                }
+            }
+            if let Some(delay) = wait {
+                tracing::debug!(group = %group, deployment = %inner.entries[i].deployment.id, delay_ms = delay.as_millis() as u64, "backing off before retrying the same deployment");
+                inner.clock.sleep(delay).await;
+            }
+            // Health may have changed since ranking.
+            let mut trial: Option<Trial> = None;
+            if direct.is_none() {
+                match inner.health.check(i, inner.clock.now()) {
+                    Availability::Available => {}
+                    Availability::Trial => match inner.health.try_trial(i, inner.clock.now()) {
+                        Some(t) => trial = Some(t),
+                        None if wait.is_some() => break Stop::NoCandidateLeft,
+                        None => continue,
+                    },
+                    Availability::CoolingDown { until, .. } => {
+                        soonest = Some(soonest.map_or(until, |u| u.min(until)));
+                        if wait.is_some() {
+                            // It cooled down after its failure: no more same-deployment retries.
+                            break Stop::NoCandidateLeft;
+                        }
+                        continue;
+                    }
+                }
+            }
+            group_attempts += 1;
+            match self.attempt(i, opts, op).await {
+                Ok((out, guard)) => {
+                    inner.health.record_success(i, inner.clock.now());
+                    drop(trial);
+                    if let (Output::Chat(resp), true) =
+                        (&out, s.content_policy_fallbacks.contains_key(&**group))
+                    {
+                        if resp
+                            .choices
+                            .first()
+                            .and_then(|c| c.finish_reason.as_deref())
+                            == Some("content_filter")
+                        {
+                            // A filtered answer goes to the content-policy fallbacks.
+                            attempts.push(AttemptFailure {
+                                deployment: inner.entries[i].deployment.id.clone(),
+                                error: UpstreamError::new(
+                                    ErrorClass::ContentPolicy,
+                                    "the response was filtered (finish_reason: content_filter)",
+                                )
+                                .with_status(400),
+                            });
+                            return Err(GroupFailure {
+                                class: Some(ErrorClass::ContentPolicy),
+                                all_cooling_until: None,
+                            });
+                        }
+                    }
+                    return Ok(GroupSuccess {
+                        out,
+                        index: i,
+                        guard,
+                        retries: group_attempts - 1,
+                        max_retries,
+                    });
+                }
+                Err(error) => {
+                    self.record_failure(i, &error);
+                    drop(trial);
+                    let d = &inner.entries[i].deployment;
+                    tracing::debug!(group = %group, deployment = %d.id, attempt = group_attempts, error = %error, "attempt failed");
+                    if let Some(n) = d.num_retries.filter(|_| opts.num_retries.is_none()) {
+                        max_retries = n;
+                    }
+                    let class = error.class;
+                    last = Some((i, class, error.status, error.retry_after));
+                    attempts.push(AttemptFailure {
+                        deployment: d.id.clone(),
+                        error,
+                    });
+                    match after_failure(class) {
+                        FailureAction::GiveUp => break Stop::RequestFault,
+                        FailureAction::TryAnotherDeployment => {}
+                    }
+                }
+            }
+        };
+        tracing::debug!(group = %group, attempts = group_attempts, stop = ?stop, "group gave up");
+        let all_cooling_until = if direct.is_some() {
+            None
+        } else {
+            self.all_cooling(&members)
+        };
+        Err(GroupFailure {
+            class: last.map(|(_, c, _, _)| c),
+            all_cooling_until,
+        })
+    }
+
+    /// When every deployment in `members` is cooling down now, the soonest
+    /// end of those cooldowns.
+    fn all_cooling(&self, members: &[usize]) -> Option<Instant> {
+        let inner = &*self.inner;
+        let now = inner.clock.now();
+        let mut soonest: Option<Instant> = None;
+        for &i in members {
+            match inner.health.check(i, now) {
+                Availability::CoolingDown { until, .. } => {
+                    soonest = Some(soonest.map_or(until, |u| u.min(until)))
+                }
+                Availability::Available | Availability::Trial => return None,
+            }
+        }
+        soonest
+    }
+
+    /// Ranks `usable` deployments of `group` with the strategy.
+    fn rank(&self, group: &str, usable: &[usize], op: Op<'_>) -> Vec<usize> {
+        let inner = &*self.inner;
+        if usable.len() == 1 {
+            return usable.to_vec();
+        }
+        let candidates: Vec<Candidate<'_>> = usable
+            .iter()
+            .map(|&i| Candidate {
+                in_flight: inner.entries[i].stats.in_flight(),
+                ..Candidate::new(&inner.entries[i].deployment)
+            })
+            .collect();
+        let call = CallContext {
+            estimated_tokens: match op {
+                Op::Chat(req) | Op::Stream(req) => lb_budget::estimate_call_tokens(req),
+                Op::Embed(req) => lb_budget::estimate_embedding_tokens(req),
+            },
+            stream: matches!(op, Op::Stream(_)),
+        };
+        let mut ranked = Vec::with_capacity(candidates.len());
+        let mut rng = self.rng();
+        inner
+            .strategy
+            .rank(&call, &candidates, &mut rng, &mut ranked);
+        // A custom strategy is trusted with nothing: out-of-range and repeated
+        // indices are dropped; candidates it left out are not tried.
+        let mut taken = vec![false; usable.len()];
+        let mut order = Vec::with_capacity(usable.len());
+        for k in ranked {
+            if let (Some(t), Some(&m)) = (taken.get_mut(k), usable.get(k)) {
+                if !*t {
+                    *t = true;
+                    order.push(m);
+                }
+            }
+        }
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let ids = |v: &[usize]| -> Vec<String> {
+                v.iter()
+                    .map(|&i| inner.entries[i].deployment.id.to_string())
+                    .collect()
+            };
+            tracing::debug!(
+                group,
+                strategy = inner.strategy.name(),
+                candidates = ?ids(usable),
+                ranking = ?ids(&order),
+                "routing decision"
+            );
+        }
+        order
+    }
+
+    /// One attempt on deployment `i`, with its timeout and in-flight guard.
+    async fn attempt(
+        &self,
+        i: usize,
+        opts: &CallOptions,
+        op: Op<'_>,
+    ) -> Result<(Output, InFlight), UpstreamError> {
+        let inner = &*self.inner;
+        let entry = &inner.entries[i];
+        let d = &entry.deployment;
+        let s = &inner.settings;
+        let timeout = match op {
+            Op::Stream(_) => opts
+                .stream_timeout
+                .or(d.stream_timeout)
+                .or(s.stream_timeout)
+                .or(opts.timeout)
+                .or(d.timeout)
+                .unwrap_or(s.timeout),
+            Op::Chat(_) | Op::Embed(_) => opts.timeout.or(d.timeout).unwrap_or(s.timeout),
+        };
+        let guard = entry.stats.start();
+        let started = inner.clock.now();
+        let result = match op {
+            Op::Chat(req) => entry.provider.chat(req, timeout).await.map(Output::Chat),
+            Op::Stream(req) => entry
+                .provider
+                .chat_stream(req, timeout)
+                .await
+                .map(Output::Stream),
+            Op::Embed(req) => entry
+                .provider
+                .embedding(req, timeout)
+                .await
+                .map(Output::Embed),
+        };
+        if result.is_ok() {
+            entry
+                .stats
+                .record_success(inner.clock.now().saturating_duration_since(started));
+        }
+        result.map(|out| (out, guard))
+    }
+}

@@ -1,0 +1,117 @@
+//! Deployment health as operators see it, and background health checks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lb_core::{ChatCompletionRequest, ChatMessage, DeploymentId, UpstreamError};
+use lb_health::{Availability, CooldownReason, counts_against_deployment};
+
+use crate::router::Router;
+
+/// One deployment's health, for `GET /health`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentHealth {
+    /// Its id.
+    pub id: DeploymentId,
+    /// Its model group.
+    pub model_group: Arc<str>,
+    /// `provider/model`.
+    pub model: String,
+    /// Its base URL (no credentials, no query).
+    pub api_base: String,
+    /// Whether it takes calls now (closed, or half-open awaiting a trial).
+    pub healthy: bool,
+    /// Why it is (or was last) cooled down.
+    pub reason: Option<String>,
+    /// How long its cooldown still lasts.
+    pub cooldown_remaining: Option<Duration>,
+}
+
+/// Longest a health-check probe waits for its answer.
+const PROBE_TIMEOUT_CAP: Duration = Duration::from_secs(60);
+
+impl Router {
+    /// Every deployment's health now, in config order.
+    pub fn health(&self) -> Vec<DeploymentHealth> {
+        let inner = &*self.inner;
+        let now = inner.clock.now();
+        inner
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let snap = inner.health.snapshot(i, now);
+                let (healthy, remaining) = match &snap.availability {
+                    Availability::Available | Availability::Trial => (true, None),
+                    Availability::CoolingDown { until, .. } => {
+                        (false, Some(until.saturating_duration_since(now)))
+                    }
+                };
+                DeploymentHealth {
+                    id: e.deployment.id.clone(),
+                    model_group: Arc::clone(&e.deployment.model_group),
+                    model: format!("{}/{}", e.deployment.provider, e.deployment.model),
+                    api_base: e.provider.api_base().to_owned(),
+                    healthy,
+                    reason: snap.last_reason.map(|r| r.to_string()),
+                    cooldown_remaining: remaining,
+                }
+            })
+            .collect()
+    }
+
+    /// The configured health-check interval, if background checks are on.
+    pub fn health_check_interval(&self) -> Option<Duration> {
+        self.inner.settings.health_check_interval
+    }
+
+    /// Probes every deployment once with a one-token chat completion: a
+    /// deployment that fails (with an error that counts against it) cools
+    /// down for the check interval; one that answers is brought back,
+    /// unless it is waiting out an upstream rate limit.
+    pub async fn run_health_checks(&self) -> Vec<(DeploymentId, Result<(), UpstreamError>)> {
+        let inner = &*self.inner;
+        let interval = inner
+            .settings
+            .health_check_interval
+            .unwrap_or(inner.settings.cooldown.cooldown_time);
+        let timeout = inner.settings.timeout.min(PROBE_TIMEOUT_CAP);
+        let probes = inner.entries.iter().enumerate().map(|(i, e)| async move {
+            let mut req =
+                ChatCompletionRequest::new(e.deployment.model.clone(), vec![ChatMessage::user("ping")]);
+            req.max_tokens = Some(1);
+            let t = e.deployment.timeout.unwrap_or(timeout).min(timeout);
+            let result = e.provider.chat(&req, t).await.map(|_| ());
+            let now = inner.clock.now();
+            match &result {
+                Ok(()) => inner.health.probe_passed(i),
+                Err(err) if counts_against_deployment(err.class) => {
+                    let ev = inner.health.force_cooldown(
+                        i,
+                        CooldownReason::HealthCheck(err.to_string()),
+                        interval,
+                        now,
+                    );
+                    tracing::warn!(deployment = %e.deployment.id, error = %err, until_s = ev.until.saturating_duration_since(now).as_secs_f64(), "health check failed");
+                }
+                // The upstream answered; the probe itself was refused (e.g. a parameter).
+                Err(_) => inner.health.probe_passed(i),
+            }
+            (e.deployment.id.clone(), result)
+        });
+        futures_util::future::join_all(probes).await
+    }
+
+    /// Starts background health checks on the current tokio runtime when
+    /// `background_health_checks` is on; the task runs until aborted.
+    pub fn spawn_health_checks(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let interval = self.inner.settings.health_check_interval?;
+        let router = self.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                router.run_health_checks().await;
+                router.inner.clock.sleep(interval).await;
+            }
+        }))
+    }
+}
