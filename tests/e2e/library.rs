@@ -51,11 +51,17 @@ async fn retry_moves_to_the_next_ranked_deployment() {
     // num_retries 2 (the default): both fail once more, and the third attempt
     // goes back to the last one after a backoff, which now answers.
     let ok = router
-        .completion(ChatCompletionRequest::new("chat", vec![ChatMessage::user("hi")]))
+        .completion(ChatCompletionRequest::new(
+            "chat",
+            vec![ChatMessage::user("hi")],
+        ))
         .await
         .unwrap();
     assert_eq!((ok.meta.attempts, ok.meta.retries), (3, 2));
-    assert_eq!(mock.deployment(0).requests() + mock.deployment(1).requests(), 5);
+    assert_eq!(
+        mock.deployment(0).requests() + mock.deployment(1).requests(),
+        5
+    );
 }
 
 #[tokio::test]

@@ -7,4 +7,5 @@ mod errors;
 mod gateway;
 mod library;
 mod openai_client;
+mod reliability;
 mod streaming;

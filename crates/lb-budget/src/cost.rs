@@ -205,7 +205,11 @@ impl PriceTable {
     /// start with it), then `model` without its first `prefix/`. Returns the
     /// key that matched.
     pub fn lookup(&self, model: &str, provider: Option<&str>) -> Option<(&str, &ModelPrice)> {
-        let found = |key: &str| self.entries.get_key_value(key).map(|(k, v)| (k.as_str(), v));
+        let found = |key: &str| {
+            self.entries
+                .get_key_value(key)
+                .map(|(k, v)| (k.as_str(), v))
+        };
         if let Some(hit) = found(model) {
             return Some(hit);
         }
@@ -309,18 +313,17 @@ impl CostCalculator {
     /// `{provider}/{model}`.
     pub fn model_price(&self, deployment: &Deployment) -> Option<&ModelPrice> {
         let provider = Some(&*deployment.provider).filter(|p| !p.is_empty());
-        let by_base = self
-            .base_models
+        let find = |name: &str| {
+            let full = match provider {
+                Some(p) if !name.starts_with(&format!("{p}/")) => format!("{p}/{name}"),
+                _ => name.to_owned(),
+            };
+            self.table.lookup(&full, provider)
+        };
+        self.base_models
             .get(&deployment.id)
-            .and_then(|base| self.table.lookup(base, provider));
-        by_base
-            .or_else(|| {
-                let full = match provider {
-                    Some(p) => format!("{p}/{}", deployment.model),
-                    None => deployment.model.clone(),
-                };
-                self.table.lookup(&full, provider)
-            })
+            .and_then(|base| find(base))
+            .or_else(|| find(&deployment.model))
             .map(|(_, price)| price)
     }
 
@@ -435,7 +438,10 @@ mod tests {
         // Every entry has both prices and a mode.
         for key in table.keys() {
             let p = table.get(key).unwrap();
-            assert!(p.input_cost_per_token.is_some() && p.output_cost_per_token.is_some(), "{key}");
+            assert!(
+                p.input_cost_per_token.is_some() && p.output_cost_per_token.is_some(),
+                "{key}"
+            );
             assert!(p.litellm_provider.is_some() && p.mode.is_some(), "{key}");
         }
     }
@@ -455,23 +461,50 @@ mod tests {
         assert_eq!(mini.input_cost_per_token, Some(1.65e-07));
         assert_eq!(mini.output_cost_per_token, Some(6.6e-07));
         let sonnet = t.get("claude-sonnet-4-20250514").unwrap();
-        assert_eq!((sonnet.input_cost_per_token, sonnet.output_cost_per_token), (Some(3e-06), Some(1.5e-05)));
+        assert_eq!(
+            (sonnet.input_cost_per_token, sonnet.output_cost_per_token),
+            (Some(3e-06), Some(1.5e-05))
+        );
         let pro = t.get("gemini/gemini-2.5-pro").unwrap();
         assert_eq!(pro.max_input_tokens, Some(1_048_576));
         let emb = t.get("text-embedding-3-small").unwrap();
         assert_eq!(emb.mode.as_deref(), Some("embedding"));
         assert_eq!(emb.input_cost_per_token, Some(2e-08));
         // Float token counts as LiteLLM writes them.
-        assert_eq!(t.get("xai/grok-4-1-fast").unwrap().max_input_tokens, Some(2_000_000));
+        assert_eq!(
+            t.get("xai/grok-4-1-fast").unwrap().max_input_tokens,
+            Some(2_000_000)
+        );
         let required = [
-            "gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o1", "o3",
-            "o3-mini", "o4-mini", "gpt-3.5-turbo", "text-embedding-3-small",
-            "text-embedding-3-large", "text-embedding-ada-002", "azure/gpt-4o",
-            "azure/gpt-4o-mini", "azure/gpt-4.1", "claude-3-7-sonnet-20250219",
-            "claude-sonnet-4-20250514", "claude-opus-4-20250514", "vertex_ai/claude-3-5-sonnet",
-            "vertex_ai/claude-3-5-haiku", "gemini/gemini-2.0-flash", "gemini/gemini-2.5-pro",
-            "gemini/gemini-2.5-flash", "mistral/mistral-large-latest", "command-r",
-            "groq/openai/gpt-oss-120b", "deepseek/deepseek-chat", "xai/grok-4",
+            "gpt-4o",
+            "gpt-4o-mini",
+            "gpt-4.1",
+            "gpt-4.1-mini",
+            "gpt-4.1-nano",
+            "o1",
+            "o3",
+            "o3-mini",
+            "o4-mini",
+            "gpt-3.5-turbo",
+            "text-embedding-3-small",
+            "text-embedding-3-large",
+            "text-embedding-ada-002",
+            "azure/gpt-4o",
+            "azure/gpt-4o-mini",
+            "azure/gpt-4.1",
+            "claude-3-7-sonnet-20250219",
+            "claude-sonnet-4-20250514",
+            "claude-opus-4-20250514",
+            "vertex_ai/claude-3-5-sonnet",
+            "vertex_ai/claude-3-5-haiku",
+            "gemini/gemini-2.0-flash",
+            "gemini/gemini-2.5-pro",
+            "gemini/gemini-2.5-flash",
+            "mistral/mistral-large-latest",
+            "command-r",
+            "groq/openai/gpt-oss-120b",
+            "deepseek/deepseek-chat",
+            "xai/grok-4",
         ];
         for key in required {
             assert!(t.get(key).is_some(), "{key}");
@@ -482,11 +515,25 @@ mod tests {
     fn lookup_tries_exact_then_provider_then_bare() {
         let t = PriceTable::builtin();
         assert_eq!(t.lookup("gpt-4o", None).unwrap().0, "gpt-4o");
-        assert_eq!(t.lookup("azure/gpt-4o-mini", Some("azure")).unwrap().0, "azure/gpt-4o-mini");
-        assert_eq!(t.lookup("gpt-4o-mini", Some("azure")).unwrap().0, "gpt-4o-mini");
+        assert_eq!(
+            t.lookup("azure/gpt-4o-mini", Some("azure")).unwrap().0,
+            "azure/gpt-4o-mini"
+        );
+        assert_eq!(
+            t.lookup("gpt-4o-mini", Some("azure")).unwrap().0,
+            "gpt-4o-mini"
+        );
         assert_eq!(t.lookup("grok-4", Some("xai")).unwrap().0, "xai/grok-4");
-        assert_eq!(t.lookup("openai/gpt-4o", Some("openai")).unwrap().0, "gpt-4o");
-        assert_eq!(t.lookup("anthropic/claude-opus-4-20250514", None).unwrap().0, "claude-opus-4-20250514");
+        assert_eq!(
+            t.lookup("openai/gpt-4o", Some("openai")).unwrap().0,
+            "gpt-4o"
+        );
+        assert_eq!(
+            t.lookup("anthropic/claude-opus-4-20250514", None)
+                .unwrap()
+                .0,
+            "claude-opus-4-20250514"
+        );
         assert!(t.lookup("no-such-model", Some("openai")).is_none());
     }
 
@@ -505,7 +552,10 @@ mod tests {
         assert!(close(cost, 0.165 + 0.66), "{cost}");
         // Embeddings: prompt tokens only.
         let emb = Deployment::new("e", "emb", "openai", "text-embedding-3-small");
-        assert!(close(calc.cost(&emb, &usage(1_000, 0, None)).unwrap(), 2e-05));
+        assert!(close(
+            calc.cost(&emb, &usage(1_000, 0, None)).unwrap(),
+            2e-05
+        ));
         assert_eq!(calc.cost_per_token(&d), Some(2.5e-06 + 1e-05));
     }
 
@@ -524,7 +574,10 @@ mod tests {
         assert_eq!(calc.cost(&custom, &usage(1, 1, None)), None);
         custom.input_cost_per_token = Some(3e-06);
         let p = calc.price(&custom).unwrap();
-        assert_eq!((p.input_cost_per_token, p.output_cost_per_token), (3e-06, 0.0));
+        assert_eq!(
+            (p.input_cost_per_token, p.output_cost_per_token),
+            (3e-06, 0.0)
+        );
     }
 
     #[test]
@@ -563,11 +616,18 @@ mod tests {
         }"#;
         let t = PriceTable::from_json_str(json, "prices.json").unwrap();
         assert_eq!(t.len(), 2);
-        assert_eq!(t.get("my-model").unwrap().output_cost_per_token, Some(2e-06));
+        assert_eq!(
+            t.get("my-model").unwrap().output_cost_per_token,
+            Some(2e-06)
+        );
         let mut skipped: Vec<&str> = t.skipped().iter().map(|s| s.key.as_str()).collect();
         skipped.sort_unstable();
         assert_eq!(skipped, ["broken", "negative"]);
-        assert!(t.skipped().iter().any(|s| s.reason.contains("input_cost_per_token")));
+        assert!(
+            t.skipped()
+                .iter()
+                .any(|s| s.reason.contains("input_cost_per_token"))
+        );
     }
 
     #[test]
@@ -579,7 +639,10 @@ mod tests {
         let err = PriceTable::from_json_str("[1, 2]", "list.json").unwrap_err();
         assert!(err.to_string().contains("list.json"), "{err}");
         let err = PriceTable::from_path("/nonexistent/prices.json").unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/prices.json"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/prices.json"),
+            "{err}"
+        );
     }
 
     #[test]

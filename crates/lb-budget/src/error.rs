@@ -24,7 +24,9 @@ pub enum PriceTableError {
         message: String,
     },
     /// The top level is not an object of model names.
-    #[error("invalid price table {path}: the top level must be an object mapping model names to prices")]
+    #[error(
+        "invalid price table {path}: the top level must be an object mapping model names to prices"
+    )]
     NotAnObject {
         /// The file.
         path: String,

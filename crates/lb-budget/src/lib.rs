@@ -1,98 +1,100 @@
-//! Token estimates for admission, ahead of limits and budgets.
+//! Admission control: TPM/RPM limits, concurrency caps, spend budgets, token
+//! estimates and the cost of a call.
 //!
-//! A call is admitted against TPM limits and budgets before its real usage is
-//! known, so the router reserves an estimate: [`estimate_prompt_tokens`] from
-//! the messages, plus the generation limit (or
-//! [`DEFAULT_COMPLETION_ESTIMATE`]) from [`estimate_call_tokens`]. The
-//! estimate is settled with the real usage after the call.
+//! The router asks this crate two questions per attempt: *may this call go
+//! to this deployment now?* and, afterwards, *what did it cost?*
+//!
+//! - Limits and budgets are reserved **before** the call, all in one atomic
+//!   step on a [`CounterStore`](lb_core::CounterStore) ([`AdmissionPlan`],
+//!   [`Admission`]), and settled with the real usage after it. The memory
+//!   backend is [`MemoryStore`]; a Redis backend implements the same
+//!   lb-core traits with the same semantics.
+//! - Concurrency caps (`max_parallel_requests`) are held by a
+//!   [`ConcurrencyPermit`](lb_core::ConcurrencyPermit) until the response or
+//!   stream ends ([`max_parallel_requests`], [`concurrency_key`]).
+//! - Costs come from a price table in the schema of LiteLLM's
+//!   `model_prices_and_context_window.json` ([`PriceTable`],
+//!   [`CostCalculator`]); estimates of a call's tokens from
+//!   [`estimate_call_tokens`] and [`estimate_embedding_tokens`].
+//!
+//! # Window semantics
+//!
+//! Every window is fixed and aligned to the Unix epoch in UTC (see
+//! [`Window`](lb_core::Window)): `rpm` and `tpm` count per wall-clock UTC
+//! minute, as LiteLLM's `%H-%M` keys do; a budget of `1d` counts per UTC day,
+//! `1mo` per calendar month. A window's count starts again from zero exactly
+//! at its boundary, and a call counts in the window it was admitted in (its
+//! settlement too, even if it finishes in the next one).
+//!
+//! # The guarantee
+//!
+//! A reservation is admitted only if every counter it touches has room:
+//! `value + amount <= limit`, checked and added in one atomic step, so it
+//! holds under any number of concurrent calls (and, with a shared store,
+//! instances). Hence, in any window of any deployment:
+//!
+//! - admitted requests never exceed `rpm`;
+//! - admitted tokens never exceed `tpm` plus the sum of
+//!   `actual − estimate` over the calls that overran their estimate (more
+//!   precisely, the calls still in flight when the window's last call was
+//!   admitted);
+//! - a budget's spend never exceeds its limit by more than the overruns of
+//!   the calls in flight when it was crossed, and one call at a time, by
+//!   more than that one call's estimate error;
+//! - in-flight calls never exceed `max_parallel_requests`, and a permit
+//!   cannot leak: dropping it (error, timeout, cancelled stream) frees it.
 //!
 //! ```
-//! use lb_core::{ChatCompletionRequest, ChatMessage};
-//! use lb_budget::{estimate_call_tokens, estimate_prompt_tokens};
+//! use std::sync::Arc;
+//! use std::time::{Duration, UNIX_EPOCH};
+//! use lb_budget::{Actual, Admission, AdmissionPlan, MemoryStore};
+//! use lb_core::{CounterStore, Deployment, ReserveError};
 //!
-//! let mut req = ChatCompletionRequest::new("g", vec![ChatMessage::user("Hello there, how are you?")]);
-//! let prompt = estimate_prompt_tokens(&req);
-//! req.max_tokens = Some(100);
-//! assert_eq!(estimate_call_tokens(&req), prompt + 100);
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let store: Arc<dyn CounterStore> = Arc::new(MemoryStore::new());
+//! let mut d = Deployment::new("d1", "gpt-4o", "openai", "gpt-4o");
+//! d.rpm = Some(1);
+//! let now = UNIX_EPOCH + Duration::from_secs(1_699_999_990);
+//!
+//! let call = Admission::reserve(store.clone(), AdmissionPlan::for_deployment(&d, 100), now)
+//!     .await
+//!     .expect("fits");
+//! // The minute's only request is taken: the next call waits for the minute to end.
+//! let Err(ReserveError::Denied(denied)) =
+//!     Admission::reserve(store.clone(), AdmissionPlan::for_deployment(&d, 100), now).await
+//! else { unreachable!() };
+//! assert_eq!(denied.retry_after, Duration::from_secs(50));
+//! call.settle(Actual { tokens: Some(80), cost_usd: None }).await.unwrap();
+//! # });
 //! ```
 //!
-//! Why an estimate of ~4 bytes a token rather than a tokenizer: it costs
-//! nanoseconds, needs no model files, and its error is settled after the call.
+//! Why reserve before the call rather than count after it (as LiteLLM
+//! does): counting after lets every concurrent call through until the first
+//! one finishes, so limits overshoot by the concurrency; a reservation makes
+//! the limit hold and bounds the overshoot by the estimate's error, which the
+//! settlement then corrects.
 
 #![forbid(unsafe_code)]
 
-use lb_core::ChatCompletionRequest;
+pub mod budget;
+pub mod cost;
+pub mod error;
+pub mod estimate;
+pub mod limits;
+pub mod memory;
 
-/// Tokens assumed for the answer when a request sets no `max_tokens`.
-pub const DEFAULT_COMPLETION_ESTIMATE: u64 = 256;
-
-/// Tokens every message costs besides its text (role and separators).
-pub const TOKENS_PER_MESSAGE: u64 = 4;
-
-/// Estimates the prompt's tokens: a quarter of the text bytes (rounded up)
-/// plus [`TOKENS_PER_MESSAGE`] per message, plus 3 for the reply's priming.
-pub fn estimate_prompt_tokens(req: &ChatCompletionRequest) -> u64 {
-    let mut tokens = 3;
-    for m in &req.messages {
-        let bytes = match &m.content {
-            Some(serde_json::Value::String(s)) => s.len(),
-            Some(serde_json::Value::Array(parts)) => parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(serde_json::Value::as_str))
-                .map(str::len)
-                .sum(),
-            _ => 0,
-        };
-        tokens += TOKENS_PER_MESSAGE + (bytes as u64).div_ceil(4);
-    }
-    tokens
-}
-
-/// Estimates a whole call: prompt plus the generation limit, or
-/// [`DEFAULT_COMPLETION_ESTIMATE`] when none is set.
-pub fn estimate_call_tokens(req: &ChatCompletionRequest) -> u64 {
-    estimate_prompt_tokens(req)
-        + req
-            .max_output_tokens()
-            .map_or(DEFAULT_COMPLETION_ESTIMATE, u64::from)
-}
-
-/// Estimates an embeddings call: a quarter of the input text's bytes
-/// (rounded up), at least one token per input item.
-pub fn estimate_embedding_tokens(req: &lb_core::EmbeddingRequest) -> u64 {
-    fn walk(v: &serde_json::Value) -> u64 {
-        match v {
-            serde_json::Value::String(s) => (s.len() as u64).div_ceil(4).max(1),
-            serde_json::Value::Array(items) if items.iter().all(serde_json::Value::is_number) => {
-                items.len() as u64
-            }
-            serde_json::Value::Array(items) => items.iter().map(walk).sum(),
-            _ => 1,
-        }
-    }
-    walk(&req.input)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use lb_core::ChatMessage;
-
-    #[test]
-    fn estimate_counts_text_and_messages() {
-        let req = ChatCompletionRequest::new(
-            "g",
-            vec![ChatMessage::system("12345678"), ChatMessage::user("123")],
-        );
-        // 3 + (4 + 2) + (4 + 1)
-        assert_eq!(estimate_prompt_tokens(&req), 14);
-        assert_eq!(estimate_call_tokens(&req), 14 + DEFAULT_COMPLETION_ESTIMATE);
-    }
-
-    #[test]
-    fn embedding_estimate_counts_strings_and_token_arrays() {
-        let req =
-            lb_core::EmbeddingRequest::new("e", serde_json::json!(["12345678", "1", [1, 2, 3]]));
-        assert_eq!(estimate_embedding_tokens(&req), 2 + 1 + 3);
-    }
-}
+pub use budget::{
+    BudgetLimit, BudgetStatus, Budgets, ProviderBudgetConfig, ProviderBudgetEntry, micros_to_usd,
+    usd_to_micros_ceil, usd_to_micros_floor,
+};
+pub use cost::{CostCalculator, ModelPrice, Price, PriceTable, SkippedEntry, cached_prompt_tokens};
+pub use error::{BudgetConfigError, PriceTableError};
+pub use estimate::{
+    DEFAULT_COMPLETION_ESTIMATE, TOKENS_PER_MESSAGE, estimate_call_tokens,
+    estimate_embedding_tokens, estimate_prompt_tokens,
+};
+pub use limits::{
+    Actual, Admission, AdmissionPlan, Kind, RateLimitStatus, concurrency_key,
+    max_parallel_requests, rate_limit_status, rpm_key, total_tokens, tpm_key,
+};
+pub use memory::MemoryStore;

@@ -123,10 +123,8 @@ impl MemoryStore {
         if items.is_empty() {
             return Ok(Reservation::default());
         }
-        let counters: Vec<(CounterKey, Window)> = items
-            .iter()
-            .map(|r| (r.key.clone(), r.window))
-            .collect();
+        let counters: Vec<(CounterKey, Window)> =
+            items.iter().map(|r| (r.key.clone(), r.window)).collect();
         let shard_ids: Vec<usize> = counters.iter().map(|c| self.shard_of(c)).collect();
         let mut order = shard_ids.clone();
         order.sort_unstable();
@@ -320,18 +318,25 @@ mod tests {
     fn reserve_is_all_or_nothing() {
         let store = MemoryStore::new();
         let now = at(600);
-        store.reserve_now(&[item("rpm", 1, 2), item("tpm", 90, 100)], now).unwrap();
+        let _ = store
+            .reserve_now(&[item("rpm", 1, 2), item("tpm", 90, 100)], now)
+            .unwrap();
         // tpm does not fit: rpm must not move either.
         let denied = store
             .reserve_now(&[item("rpm", 1, 2), item("tpm", 20, 100)], now)
             .unwrap_err();
         assert_eq!(denied.key.as_str(), "tpm");
-        assert_eq!((denied.current, denied.requested, denied.limit), (90, 20, 100));
+        assert_eq!(
+            (denied.current, denied.requested, denied.limit),
+            (90, 20, 100)
+        );
         assert_eq!(denied.retry_after, Duration::from_secs(60));
         assert_eq!(value(&store, "rpm", now), 1);
         assert_eq!(value(&store, "tpm", now), 90);
         // Exactly at the limit fits.
-        store.reserve_now(&[item("rpm", 1, 2), item("tpm", 10, 100)], now).unwrap();
+        let _ = store
+            .reserve_now(&[item("rpm", 1, 2), item("tpm", 10, 100)], now)
+            .unwrap();
         assert_eq!(value(&store, "rpm", now), 2);
         assert_eq!(value(&store, "tpm", now), 100);
     }
@@ -340,12 +345,14 @@ mod tests {
     fn windows_reset_exactly_at_the_boundary() {
         let store = MemoryStore::new();
         let start = at(120);
-        store.reserve_now(&[item("rpm", 1, 1)], start).unwrap();
+        let _ = store.reserve_now(&[item("rpm", 1, 1)], start).unwrap();
         let last_nano = at(180) - Duration::from_nanos(1);
-        let denied = store.reserve_now(&[item("rpm", 1, 1)], last_nano).unwrap_err();
+        let denied = store
+            .reserve_now(&[item("rpm", 1, 1)], last_nano)
+            .unwrap_err();
         assert_eq!(denied.retry_after, Duration::from_nanos(1));
         assert_eq!(denied.reset_at, at(180));
-        store.reserve_now(&[item("rpm", 1, 1)], at(180)).unwrap();
+        let _ = store.reserve_now(&[item("rpm", 1, 1)], at(180)).unwrap();
         assert_eq!(value(&store, "rpm", at(180)), 1);
         assert_eq!(value(&store, "rpm", at(240)), 0);
     }
@@ -354,14 +361,18 @@ mod tests {
     fn settle_moves_the_estimate_to_the_actual() {
         let store = MemoryStore::new();
         let now = at(60);
-        let r = store.reserve_now(&[item("rpm", 1, 10), item("tpm", 100, 1_000)], now).unwrap();
+        let r = store
+            .reserve_now(&[item("rpm", 1, 10), item("tpm", 100, 1_000)], now)
+            .unwrap();
         store.settle_now(&r, &[1, 250]);
         assert_eq!(value(&store, "tpm", now), 250);
         let r = store.reserve_now(&[item("tpm", 500, 1_000)], now).unwrap();
         store.settle_now(&r, &[20]);
         assert_eq!(value(&store, "tpm", now), 270);
         // A missing actual means "as reserved".
-        let r = store.reserve_now(&[item("tpm", 5, 1_000), item("x", 7, 10)], now).unwrap();
+        let r = store
+            .reserve_now(&[item("tpm", 5, 1_000), item("x", 7, 10)], now)
+            .unwrap();
         store.settle_now(&r, &[5]);
         assert_eq!(value(&store, "x", now), 7);
     }
@@ -380,8 +391,12 @@ mod tests {
     #[test]
     fn settle_after_the_window_ended_changes_nothing() {
         let store = MemoryStore::new();
-        let r = store.reserve_now(&[item("tpm", 100, 1_000)], at(59)).unwrap();
-        store.reserve_now(&[item("tpm", 10, 1_000)], at(60)).unwrap();
+        let r = store
+            .reserve_now(&[item("tpm", 100, 1_000)], at(59))
+            .unwrap();
+        let _ = store
+            .reserve_now(&[item("tpm", 10, 1_000)], at(60))
+            .unwrap();
         store.settle_now(&r, &[900]);
         assert_eq!(value(&store, "tpm", at(60)), 10);
     }
@@ -390,7 +405,9 @@ mod tests {
     fn release_gives_everything_back() {
         let store = MemoryStore::new();
         let now = at(60);
-        let r = store.reserve_now(&[item("rpm", 1, 1), item("tpm", 40, 100)], now).unwrap();
+        let r = store
+            .reserve_now(&[item("rpm", 1, 1), item("tpm", 40, 100)], now)
+            .unwrap();
         CounterStore::release(&store, r);
         assert_eq!(value(&store, "rpm", now), 0);
         assert_eq!(value(&store, "tpm", now), 0);
@@ -400,9 +417,15 @@ mod tests {
     fn items_on_the_same_counter_are_summed() {
         let store = MemoryStore::new();
         let now = at(60);
-        assert!(store.reserve_now(&[item("k", 6, 10), item("k", 6, 10)], now).is_err());
+        assert!(
+            store
+                .reserve_now(&[item("k", 6, 10), item("k", 6, 10)], now)
+                .is_err()
+        );
         assert_eq!(value(&store, "k", now), 0);
-        store.reserve_now(&[item("k", 5, 10), item("k", 5, 10)], now).unwrap();
+        let _ = store
+            .reserve_now(&[item("k", 5, 10), item("k", 5, 10)], now)
+            .unwrap();
         assert_eq!(value(&store, "k", now), 10);
     }
 
@@ -416,7 +439,9 @@ mod tests {
             amount: 5,
             limit: 1,
         };
-        let denied = store.reserve_now(&[item("rpm", 2, 1), day], now).unwrap_err();
+        let denied = store
+            .reserve_now(&[item("rpm", 2, 1), day], now)
+            .unwrap_err();
         assert_eq!(denied.key.as_str(), "spend");
         assert_eq!(denied.reset_at, at(86_400));
         assert!(denied.exceeds_limit());
@@ -433,11 +458,11 @@ mod tests {
             amount,
             limit: 100,
         };
-        store.reserve_now(&[budget(100)], feb_29_noon).unwrap();
+        let _ = store.reserve_now(&[budget(100)], feb_29_noon).unwrap();
         let denied = store.reserve_now(&[budget(1)], feb_29_noon).unwrap_err();
         assert_eq!(denied.reset_at, mar_1);
         assert_eq!(denied.retry_after, Duration::from_secs(12 * 3_600));
-        store.reserve_now(&[budget(100)], mar_1).unwrap();
+        let _ = store.reserve_now(&[budget(100)], mar_1).unwrap();
     }
 
     #[test]
@@ -446,7 +471,9 @@ mod tests {
         for minute in 0..3u64 {
             for k in 0..200 {
                 let key = format!("d{k}:{minute}");
-                store.reserve_now(&[item(&key, 1, 10)], at(minute * 60)).unwrap();
+                let _ = store
+                    .reserve_now(&[item(&key, 1, 10)], at(minute * 60))
+                    .unwrap();
             }
         }
         assert_eq!(store.counter_len(), 600);
@@ -455,7 +482,7 @@ mod tests {
         // Automatic sweeps keep memory bounded under steady traffic.
         for minute in 0..50u64 {
             for k in 0..100 {
-                store
+                let _ = store
                     .reserve_now(&[item(&format!("d{k}"), 1, 10)], at(1_000 + minute * 60))
                     .unwrap();
             }
@@ -467,23 +494,35 @@ mod tests {
     fn concurrency_permits_cap_and_release() {
         let store = Arc::new(MemoryStore::new());
         let dyn_store: Arc<dyn ConcurrencyStore> = store.clone();
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let key = CounterKey::from("d1");
-            let a = ConcurrencyPermit::try_acquire(dyn_store.clone(), key.clone(), 2).await.unwrap();
-            let b = ConcurrencyPermit::try_acquire(dyn_store.clone(), key.clone(), 2).await.unwrap();
+            let a = ConcurrencyPermit::try_acquire(dyn_store.clone(), key.clone(), 2)
+                .await
+                .unwrap();
+            let b = ConcurrencyPermit::try_acquire(dyn_store.clone(), key.clone(), 2)
+                .await
+                .unwrap();
             assert!(a.is_some() && b.is_some());
-            let c = ConcurrencyPermit::try_acquire(dyn_store.clone(), key.clone(), 2).await.unwrap();
+            let c = ConcurrencyPermit::try_acquire(dyn_store.clone(), key.clone(), 2)
+                .await
+                .unwrap();
             assert!(c.is_none());
             assert_eq!(dyn_store.in_flight(&key).await.unwrap(), 2);
             drop(a);
             assert_eq!(dyn_store.in_flight(&key).await.unwrap(), 1);
-            let d = ConcurrencyPermit::try_acquire(dyn_store.clone(), key.clone(), 2).await.unwrap();
+            let d = ConcurrencyPermit::try_acquire(dyn_store.clone(), key.clone(), 2)
+                .await
+                .unwrap();
             assert!(d.is_some());
             drop((b, d));
             assert_eq!(dyn_store.in_flight(&key).await.unwrap(), 0);
             // A cap of zero never admits.
-            let z = ConcurrencyPermit::try_acquire(dyn_store.clone(), key.clone(), 0).await.unwrap();
+            let z = ConcurrencyPermit::try_acquire(dyn_store.clone(), key.clone(), 0)
+                .await
+                .unwrap();
             assert!(z.is_none());
         });
         assert_eq!(store.in_flight_len(), 0);

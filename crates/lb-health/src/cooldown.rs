@@ -6,7 +6,8 @@
 //! - **open** (cooling down) until a deadline: takes no calls;
 //! - **half-open** once the deadline passes: takes one trial call at a time;
 //!   a success closes it, a failure opens it again for twice as long (up to
-//!   `max_cooldown_time`).
+//!   `max_trial_cooldown`, 30 s, so a recovered deployment is back within
+//!   seconds).
 //!
 //! Every function takes `now`; nothing here reads a clock.
 
@@ -57,6 +58,9 @@ pub struct CooldownSettings {
     pub cooldown_time: Duration,
     /// Longest cooldown, whatever a Retry-After or doubling asks (300 s).
     pub max_cooldown_time: Duration,
+    /// Longest cooldown reached by doubling after failed trials (30 s): a
+    /// deployment that recovers gets traffic back within this, not minutes.
+    pub max_trial_cooldown: Duration,
     /// Never cool anything down.
     pub disable_cooldowns: bool,
     /// Counting mode: cool down after `allowed_fails + 1` failures in the window.
@@ -76,6 +80,7 @@ impl Default for CooldownSettings {
         Self {
             cooldown_time: Duration::from_secs(5),
             max_cooldown_time: Duration::from_secs(300),
+            max_trial_cooldown: Duration::from_secs(30),
             disable_cooldowns: false,
             allowed_fails: None,
             allowed_fails_policy: AllowedFailsPolicy::default(),
@@ -444,6 +449,7 @@ impl HealthTracker {
         if let Circuit::HalfOpen { duration: last, .. } = &st.circuit {
             let doubled = last
                 .saturating_mul(2)
+                .min(s.max_trial_cooldown)
                 .max(duration)
                 .min(s.max_cooldown_time);
             return Some(Self::open(

@@ -619,6 +619,9 @@ impl Parser {
                 "max_cooldown_time" => {
                     cfg.settings.cooldown.max_cooldown_time = self.seconds(v, &path)?
                 }
+                "max_trial_cooldown" => {
+                    cfg.settings.cooldown.max_trial_cooldown = self.seconds(v, &path)?
+                }
                 "disable_cooldowns" => {
                     cfg.settings.cooldown.disable_cooldowns = self.boolean(v, &path)?
                 }

@@ -1,8 +1,8 @@
 //! `latency-p2c`: power of two random choices by peak-EWMA load.
 
-use rand::{Rng, RngCore};
+use rand::RngCore;
 
-use crate::util::{extend_rotated, two_distinct};
+use crate::util::{below, extend_rotated, two_distinct};
 use crate::{CallContext, Candidate, Strategy};
 
 /// Power of two random choices, as tower's `p2c` balancer with its
@@ -60,7 +60,7 @@ impl Strategy for LatencyP2C {
         let (first, second) = if b_first { (b, a) } else { (a, b) };
         out.push(first);
         out.push(second);
-        let offset = rng.random_range(0..n);
+        let offset = below(rng, n);
         extend_rotated(out, n, offset, &mut [a, b]);
     }
 }

@@ -1,8 +1,8 @@
 //! `simple-shuffle`: weighted random order.
 
-use rand::{Rng, RngCore};
+use rand::RngCore;
 
-use crate::util::{extend_rotated, extend_rotated_filtered};
+use crate::util::{below, extend_rotated, extend_rotated_filtered};
 use crate::{CallContext, Candidate, Strategy};
 
 /// Weighted random ranking, LiteLLM's default `simple-shuffle`.
@@ -21,9 +21,10 @@ use crate::{CallContext, Candidate, Strategy};
 /// retries of the default `num_retries: 2`. The rest follow in index order
 /// rotated from a random offset, candidates of weight 0 after all others.
 ///
-/// Cost: one pass over the candidates to choose the weight set and sum it,
-/// then at most one partial pass per weighted pick, and plain stores for the
-/// rest: O(n), no allocation besides `out`.
+/// Cost: one pass over the candidates sums every weight set in 64 blocks;
+/// a weighted pick then scans the block sums and one block (about n/64
+/// candidates); the rest of the ranking is plain stores. O(n), no allocation
+/// besides `out`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SimpleShuffle;
 
@@ -32,6 +33,10 @@ pub const DEFAULT_WEIGHT: f64 = 1.0;
 
 /// How many leading positions of a ranking are drawn by weight.
 pub const WEIGHTED_PICKS: usize = 3;
+
+/// How many blocks the candidates are summed in: a weighted pick scans the
+/// block sums, then one block, instead of the whole pool.
+const BLOCKS: usize = 64;
 
 /// Which field weighs the candidates of one call.
 #[derive(Debug, Clone, Copy)]
@@ -59,106 +64,185 @@ fn sane(w: f64) -> f64 {
     if w > 0.0 && w.is_finite() { w } else { 0.0 }
 }
 
-/// Sums of one pass: what each weight set would give.
-#[derive(Debug, Default)]
-struct Sums {
-    any_weight: bool,
-    weight_sum: f64,
-    weight_zeros: usize,
+/// What each weight set sums to over one block of candidates.
+#[derive(Debug, Default, Clone, Copy)]
+struct Block {
+    len: usize,
+    weight: f64,
     rpm_set: usize,
-    rpm_sum: f64,
-    rpm_zeros: usize,
+    rpm: f64,
     tpm_set: usize,
-    tpm_sum: f64,
+    tpm: f64,
+}
+
+/// The one pass over the candidates: per-block sums of every weight set.
+#[derive(Debug)]
+struct Sums {
+    block_len: usize,
+    blocks: [Block; BLOCKS],
+    used: usize,
+    any_weight: bool,
+    weight_zeros: usize,
+    rpm_zeros: usize,
     tpm_zeros: usize,
 }
 
 impl Sums {
     fn of(candidates: &[Candidate<'_>]) -> Self {
-        let mut s = Self::default();
-        for c in candidates {
-            let d = c.deployment;
-            match d.weight {
-                Some(w) => {
-                    s.any_weight = true;
-                    let w = sane(w);
-                    s.weight_sum += w;
-                    s.weight_zeros += usize::from(w == 0.0);
+        let block_len = candidates.len().div_ceil(BLOCKS).max(1);
+        let mut s = Self {
+            block_len,
+            blocks: [Block::default(); BLOCKS],
+            used: 0,
+            any_weight: false,
+            weight_zeros: 0,
+            rpm_zeros: 0,
+            tpm_zeros: 0,
+        };
+        for (chunk, block) in candidates.chunks(block_len).zip(s.blocks.iter_mut()) {
+            block.len = chunk.len();
+            s.used += 1;
+            for c in chunk {
+                let d = c.deployment;
+                match d.weight {
+                    Some(w) => {
+                        s.any_weight = true;
+                        let w = sane(w);
+                        block.weight += w;
+                        s.weight_zeros += usize::from(w == 0.0);
+                    }
+                    None => block.weight += DEFAULT_WEIGHT,
                 }
-                None => s.weight_sum += DEFAULT_WEIGHT,
-            }
-            if let Some(r) = d.rpm {
-                s.rpm_set += 1;
-                s.rpm_sum += r as f64;
-                s.rpm_zeros += usize::from(r == 0);
-            }
-            if let Some(t) = d.tpm {
-                s.tpm_set += 1;
-                s.tpm_sum += t as f64;
-                s.tpm_zeros += usize::from(t == 0);
+                if let Some(r) = d.rpm {
+                    block.rpm_set += 1;
+                    block.rpm += r as f64;
+                    s.rpm_zeros += usize::from(r == 0);
+                }
+                if let Some(t) = d.tpm {
+                    block.tpm_set += 1;
+                    block.tpm += t as f64;
+                    s.tpm_zeros += usize::from(t == 0);
+                }
             }
         }
         s
     }
 
-    /// The weight set, its total and how many candidates weigh 0; `None`
-    /// for uniform.
-    fn choose(&self, n: usize) -> Option<(Weights, f64, usize)> {
-        let (weights, total, zeros) = if self.any_weight {
-            (Weights::Weight, self.weight_sum, self.weight_zeros)
-        } else if self.rpm_set > 0 {
-            Self::with_mean(Weights::Rpm, self.rpm_set, self.rpm_sum, self.rpm_zeros, n)
-        } else if self.tpm_set > 0 {
-            Self::with_mean(Weights::Tpm, self.tpm_set, self.tpm_sum, self.tpm_zeros, n)
+    /// The weight set, and how many candidates weigh 0; the block weights
+    /// go to `block_w`. `None` for uniform.
+    fn choose(&self, block_w: &mut [f64; BLOCKS]) -> Option<(Weights, usize)> {
+        let blocks = &self.blocks[..self.used];
+        let n: usize = blocks.iter().map(|b| b.len).sum();
+        let (weights, zeros) = if self.any_weight {
+            for (w, b) in block_w.iter_mut().zip(blocks) {
+                *w = b.weight;
+            }
+            (Weights::Weight, self.weight_zeros)
         } else {
-            return None;
+            let rpm_set: usize = blocks.iter().map(|b| b.rpm_set).sum();
+            let tpm_set: usize = blocks.iter().map(|b| b.tpm_set).sum();
+            let (make, set, field, zeros): (fn(f64) -> Weights, _, fn(&Block) -> (usize, f64), _) =
+                if rpm_set > 0 {
+                    (
+                        Weights::Rpm,
+                        rpm_set,
+                        |b| (b.rpm_set, b.rpm),
+                        self.rpm_zeros,
+                    )
+                } else if tpm_set > 0 {
+                    (
+                        Weights::Tpm,
+                        tpm_set,
+                        |b| (b.tpm_set, b.tpm),
+                        self.tpm_zeros,
+                    )
+                } else {
+                    return None;
+                };
+            let sum: f64 = blocks.iter().map(|b| field(b).1).sum();
+            let mean = sum / set as f64;
+            for (w, b) in block_w.iter_mut().zip(blocks) {
+                let (set, sum) = field(b);
+                *w = sum + mean * (b.len - set) as f64;
+            }
+            let zeros = if mean == 0.0 {
+                zeros + (n - set)
+            } else {
+                zeros
+            };
+            (make(mean), zeros)
         };
-        (total > 0.0 && total.is_finite()).then_some((weights, total, zeros))
-    }
-
-    fn with_mean(
-        make: fn(f64) -> Weights,
-        set: usize,
-        sum: f64,
-        zeros: usize,
-        n: usize,
-    ) -> (Weights, f64, usize) {
-        let mean = sum / set as f64;
-        let missing = n - set;
-        let zeros = if mean == 0.0 { zeros + missing } else { zeros };
-        (make(mean), sum + mean * missing as f64, zeros)
+        let total: f64 = block_w[..self.used].iter().sum();
+        (total > 0.0 && total.is_finite()).then_some((weights, zeros))
     }
 }
 
-/// Draws one candidate not in `picked` with probability `weight / remaining`.
+/// A uniform float in `[0, 1)`.
+fn unit(rng: &mut dyn RngCore) -> f64 {
+    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// Draws one candidate not in `picked` with probability proportional to its
+/// weight: a block by its remaining weight, then a candidate in it. The
+/// drawn weight is taken off its block.
 fn weighted_pick(
     candidates: &[Candidate<'_>],
     weights: Weights,
-    remaining: f64,
+    block_len: usize,
+    block_w: &mut [f64],
     picked: &[usize],
     rng: &mut dyn RngCore,
-) -> Option<(usize, f64)> {
-    let target = rng.random::<f64>() * remaining;
-    let mut acc = 0.0;
-    let mut last = None;
-    for (i, c) in candidates.iter().enumerate() {
-        let w = weights.of(c);
-        if w <= 0.0 || picked.contains(&i) {
-            continue;
+) -> Option<usize> {
+    // A block may keep a rounding residue after its last positive candidate
+    // was drawn: found empty, it is zeroed and the draw repeated.
+    for _ in 0..=block_w.len() {
+        let remaining: f64 = block_w.iter().filter(|w| **w > 0.0).sum();
+        if !(remaining > 0.0) {
+            return None;
         }
-        acc += w;
-        last = Some((i, w));
-        if target < acc {
-            return last;
+        let target = unit(rng) * remaining;
+        let mut acc = 0.0;
+        let mut chosen = None;
+        for (j, &w) in block_w.iter().enumerate() {
+            if w > 0.0 {
+                acc += w;
+                chosen = Some((j, target - (acc - w)));
+                if target < acc {
+                    break;
+                }
+            }
+        }
+        let (j, target) = chosen?;
+        let lo = j * block_len;
+        let hi = (lo + block_len).min(candidates.len());
+        let mut acc = 0.0;
+        let mut found = None;
+        for (i, c) in candidates[lo..hi].iter().enumerate() {
+            let i = lo + i;
+            let w = weights.of(c);
+            if w <= 0.0 || picked.contains(&i) {
+                continue;
+            }
+            acc += w;
+            found = Some((i, w));
+            if target < acc {
+                break;
+            }
+        }
+        match found {
+            Some((i, w)) => {
+                block_w[j] -= w;
+                return Some(i);
+            }
+            None => block_w[j] = 0.0,
         }
     }
-    // Rounding left the target past the last sum: the last one it passed.
-    last
+    None
 }
 
 /// Draws one index of `0..n` not in `picked` (sorted ascending), uniformly.
 fn uniform_pick(n: usize, picked: &[usize], rng: &mut dyn RngCore) -> usize {
-    let mut r = rng.random_range(0..n - picked.len());
+    let mut r = below(rng, n - picked.len());
     for &p in picked {
         if r >= p {
             r += 1;
@@ -192,7 +276,9 @@ impl Strategy for SimpleShuffle {
         out.reserve(n);
         let mut picked = [0usize; WEIGHTED_PICKS];
         let mut k = 0;
-        match Sums::of(candidates).choose(n) {
+        let sums = Sums::of(candidates);
+        let mut block_w = [0.0; BLOCKS];
+        match sums.choose(&mut block_w) {
             None => {
                 // Uniform: the picks need no reads at all.
                 let mut sorted = [0usize; WEIGHTED_PICKS];
@@ -204,24 +290,28 @@ impl Strategy for SimpleShuffle {
                     sorted[..k].sort_unstable();
                 }
                 out.extend_from_slice(&picked[..k]);
-                let offset = rng.random_range(0..n);
+                let offset = below(rng, n);
                 extend_rotated(out, n, offset, &mut picked[..k]);
             }
-            Some((weights, total, zeros)) => {
+            Some((weights, zeros)) => {
                 let positives = n - zeros;
-                let mut remaining = total;
+                let block_w = &mut block_w[..sums.used];
                 while k < WEIGHTED_PICKS.min(positives) {
-                    let Some((i, w)) =
-                        weighted_pick(candidates, weights, remaining, &picked[..k], rng)
-                    else {
+                    let Some(i) = weighted_pick(
+                        candidates,
+                        weights,
+                        sums.block_len,
+                        block_w,
+                        &picked[..k],
+                        rng,
+                    ) else {
                         break;
                     };
                     picked[k] = i;
                     k += 1;
-                    remaining -= w;
                 }
                 out.extend_from_slice(&picked[..k]);
-                let offset = rng.random_range(0..n);
+                let offset = below(rng, n);
                 if zeros == 0 || k == positives {
                     // Either no zero weights, or only they are left.
                     extend_rotated(out, n, offset, &mut picked[..k]);

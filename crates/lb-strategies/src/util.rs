@@ -1,7 +1,7 @@
 //! Building blocks the strategies share: cheap index orders, keyed sorts with
 //! random ties, and sort keys for floats.
 
-use rand::{Rng, RngCore};
+use rand::RngCore;
 
 /// Pushes `lo..hi` onto `out`, leaving out the indices in `skip` (sorted
 /// ascending).
@@ -44,10 +44,24 @@ pub(crate) fn extend_rotated_filtered(
     );
 }
 
+/// A uniform index of `0..bound` (`bound > 0`): Lemire's multiply-shift with
+/// rejection, one `next_u64` per draw (almost always), exact.
+pub(crate) fn below(rng: &mut dyn RngCore, bound: usize) -> usize {
+    let s = bound as u64;
+    let mut m = u128::from(rng.next_u64()) * u128::from(s);
+    if (m as u64) < s {
+        let threshold = s.wrapping_neg() % s;
+        while (m as u64) < threshold {
+            m = u128::from(rng.next_u64()) * u128::from(s);
+        }
+    }
+    (m >> 64) as usize
+}
+
 /// Two distinct indices drawn uniformly from `0..n` (`n >= 2`), in draw order.
 pub(crate) fn two_distinct(n: usize, rng: &mut dyn RngCore) -> (usize, usize) {
-    let a = rng.random_range(0..n);
-    let mut b = rng.random_range(0..n - 1);
+    let a = below(rng, n);
+    let mut b = below(rng, n - 1);
     if b >= a {
         b += 1;
     }
@@ -57,21 +71,29 @@ pub(crate) fn two_distinct(n: usize, rng: &mut dyn RngCore) -> (usize, usize) {
 /// Fisher-Yates shuffle.
 pub(crate) fn shuffle(items: &mut [usize], rng: &mut dyn RngCore) {
     for i in (1..items.len()).rev() {
-        let j = rng.random_range(0..=i);
+        let j = below(rng, i + 1);
         items.swap(i, j);
     }
 }
 
-/// Sorts the indices in `out` by `key`, ascending, then shuffles every run of
-/// equal keys: ties come out in uniformly random order, and the RNG is drawn
-/// only for tied indices (none when all keys differ). O(n log n), no
-/// allocation.
+/// Sorts the indices in `out` by `key`, ascending, and puts every run of
+/// equal keys in uniformly random order; the RNG is drawn only for tied
+/// indices (not at all when every key differs). O(n log n), no allocation.
 pub(crate) fn sort_random_ties(
     out: &mut [usize],
     key: impl Fn(usize) -> u64,
     rng: &mut dyn RngCore,
 ) {
+    if usize::BITS == 64 && out.len() > 1 {
+        packed_sort_random_ties(out, &key, rng);
+        return;
+    }
     out.sort_unstable_by_key(|&i| key(i));
+    shuffle_equal_runs(out, &key, rng);
+}
+
+/// Shuffles every run of equal keys of the sorted `out`.
+fn shuffle_equal_runs(out: &mut [usize], key: &impl Fn(usize) -> u64, rng: &mut dyn RngCore) {
     let mut start = 0;
     while start < out.len() {
         let k = key(out[start]);
@@ -81,6 +103,46 @@ pub(crate) fn sort_random_ties(
         }
         if end - start > 1 {
             shuffle(&mut out[start..end], rng);
+        }
+        start = end;
+    }
+}
+
+/// [`sort_random_ties`] for 64-bit `usize`: each slot of `out` temporarily
+/// holds the key's high bits above the index's bits, so the sort compares
+/// plain integers instead of calling `key` through the index. Keys too wide
+/// to fit beside the index lose their low bits; runs that compare equal that
+/// way are sorted again by the exact key, so the result is exact.
+fn packed_sort_random_ties(out: &mut [usize], key: &impl Fn(usize) -> u64, rng: &mut dyn RngCore) {
+    let max_index = out.iter().copied().max().unwrap_or(0) as u64;
+    let index_bits = u64::BITS - max_index.leading_zeros();
+    let max_key = out.iter().map(|&i| key(i)).max().unwrap_or(0);
+    let key_bits = u64::BITS - max_key.leading_zeros();
+    let shift = (key_bits + index_bits).saturating_sub(u64::BITS);
+    for slot in out.iter_mut() {
+        let i = *slot;
+        *slot = (((key(i) >> shift) << index_bits) | i as u64) as usize;
+    }
+    out.sort_unstable();
+    let mask = (1u64 << index_bits) - 1;
+    let mut start = 0;
+    while start < out.len() {
+        let high = out[start] as u64 >> index_bits;
+        let mut end = start + 1;
+        while end < out.len() && out[end] as u64 >> index_bits == high {
+            end += 1;
+        }
+        let run = &mut out[start..end];
+        for slot in run.iter_mut() {
+            *slot = (*slot as u64 & mask) as usize;
+        }
+        if run.len() > 1 {
+            if shift == 0 {
+                shuffle(run, rng);
+            } else {
+                run.sort_unstable_by_key(|&i| key(i));
+                shuffle_equal_runs(run, key, rng);
+            }
         }
         start = end;
     }
@@ -133,6 +195,36 @@ mod tests {
                 assert!(a != b && a < n && b < n);
             }
         }
+    }
+
+    #[test]
+    fn below_is_uniform_and_in_range() {
+        let mut rng = SmallRng::seed_from_u64(2);
+        let mut counts = [0usize; 7];
+        for _ in 0..70_000 {
+            counts[below(&mut rng, 7)] += 1;
+        }
+        for c in counts {
+            assert!((9_500..10_500).contains(&c), "{counts:?}");
+        }
+        assert_eq!(below(&mut rng, 1), 0);
+    }
+
+    #[test]
+    fn packed_sort_is_exact_for_wide_keys() {
+        // keys that differ only in their lowest bits, with many indices
+        let keys: Vec<u64> = (0..1_000u64)
+            .map(|i| u64::MAX - (i * 7919) % 1_000)
+            .collect();
+        let mut out: Vec<usize> = (0..keys.len()).collect();
+        let mut rng = SmallRng::seed_from_u64(3);
+        sort_random_ties(&mut out, |i| keys[i], &mut rng);
+        for w in out.windows(2) {
+            assert!(keys[w[0]] <= keys[w[1]]);
+        }
+        let mut seen = out.clone();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..keys.len()).collect::<Vec<_>>());
     }
 
     #[test]
