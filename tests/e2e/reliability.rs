@@ -589,3 +589,22 @@ async fn chaos_zero_client_visible_failures_while_one_deployment_stays_healthy()
     assert!(injected > 0);
     assert_eq!(failed, 0);
 }
+
+#[tokio::test]
+async fn a_filtered_answer_goes_to_content_policy_fallbacks_only_when_configured() {
+    let settings = "  content_policy_fallbacks: [{a: [c]}]\n";
+    let h = Harness::start_with(3, |u| three_groups(u, settings)).await;
+    h.dep(0).fail_next(1, Fault::ContentFiltered);
+    let (status, headers, body) = chat(&h, "a").await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-litellm-model-id"], "c");
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    // Without an entry, the filtered answer is the answer.
+    let h = Harness::start_with(3, |u| three_groups(u, "  fallbacks: [{a: [b]}]\n")).await;
+    h.dep(0).fail_next(1, Fault::ContentFiltered);
+    let (status, headers, body) = chat(&h, "a").await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-litellm-model-id"], "a");
+    assert_eq!(body["choices"][0]["finish_reason"], "content_filter");
+    assert_eq!(h.dep(1).requests(), 0);
+}

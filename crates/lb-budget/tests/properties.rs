@@ -40,15 +40,20 @@ struct Call {
 }
 
 fn call() -> impl Strategy<Value = Call> {
-    (0u64..200_000, 1u64..400, 0u64..700, prop::bool::weighted(0.15), 0usize..4).prop_map(
-        |(at_ms, estimate, actual, release, hold)| Call {
+    (
+        0u64..200_000,
+        1u64..400,
+        0u64..700,
+        prop::bool::weighted(0.15),
+        0usize..4,
+    )
+        .prop_map(|(at_ms, estimate, actual, release, hold)| Call {
             at_ms,
             estimate,
             actual,
             release,
             hold,
-        },
-    )
+        })
 }
 
 fn schedule() -> impl Strategy<Value = Vec<Vec<Call>>> {
@@ -279,7 +284,12 @@ fn admissions_from_many_tasks_respect_rpm_and_tpm() {
                     let plan = AdmissionPlan::for_deployment(&d, estimate);
                     if let Ok(adm) = Admission::reserve(store.clone(), plan, now).await {
                         tokio::task::yield_now().await;
-                        adm.settle(Actual { tokens: Some(actual), cost_usd: None }).await.unwrap();
+                        adm.settle(Actual {
+                            tokens: Some(actual),
+                            cost_usd: None,
+                        })
+                        .await
+                        .unwrap();
                         let mut a = admitted.lock().unwrap();
                         a.0 += 1;
                         a.1 += actual;

@@ -86,6 +86,9 @@ pub enum Fault {
     CutStreamAfter(u32),
     /// A plain success (useful inside scripts).
     Ok,
+    /// A 200 whose answer was filtered: `finish_reason: "content_filter"`
+    /// (as Azure reports a completion its content filter stopped).
+    ContentFiltered,
 }
 
 impl Fault {

@@ -62,6 +62,7 @@ impl FailNext {
             }
             "cut_stream_after" => Fault::CutStreamAfter(self.chunks.unwrap_or(1)),
             "ok" => Fault::Ok,
+            "content_filtered" => Fault::ContentFiltered,
             other => return Err(format!("unknown fault kind {other:?}")),
         })
     }

@@ -147,7 +147,11 @@ fn recorded(parts: &Parts, bytes: &Bytes, at: Instant) -> RecordedRequest {
 /// What to do with a chat/embedding request.
 enum Outcome {
     /// Succeed after `delay`; streams are cut after `cut` content chunks.
-    Success { delay: Duration, cut: Option<u32> },
+    Success {
+        delay: Duration,
+        cut: Option<u32>,
+        filtered: bool,
+    },
     /// Fail after `delay` with this fault (`Status`, `ContextWindow`,
     /// `ContentPolicy` or `Hang`).
     Fail { delay: Duration },
@@ -164,14 +168,25 @@ fn decide<'b>(shared: &Shared, b: &'b Behavior) -> (Cow<'b, Fault>, Outcome) {
     };
     let delay = b.latency.saturating_add(jitter);
     let outcome = match &*fault {
-        Fault::Ok => Outcome::Success { delay, cut: None },
+        Fault::Ok => Outcome::Success {
+            delay,
+            cut: None,
+            filtered: false,
+        },
+        Fault::ContentFiltered => Outcome::Success {
+            delay,
+            cut: None,
+            filtered: true,
+        },
         Fault::SlowFirstToken(d) => Outcome::Success {
             delay: d.saturating_add(jitter),
             cut: None,
+            filtered: false,
         },
         Fault::CutStreamAfter(n) => Outcome::Success {
             delay,
             cut: Some(*n),
+            filtered: false,
         },
         Fault::Status { .. } | Fault::ContextWindow | Fault::ContentPolicy | Fault::Hang => {
             Outcome::Fail { delay }
@@ -283,9 +298,13 @@ async fn chat(guard: InFlight, bytes: &[u8], azure: Option<&str>) -> Response {
     let st = shared.state.load_full();
     let b = &st.behavior;
     let (fault, outcome) = decide(shared, b);
-    let (delay, cut) = match outcome {
+    let (delay, cut, filtered) = match outcome {
         Outcome::Fail { delay } => return fail(shared, &fault, delay, azure.is_some()).await,
-        Outcome::Success { delay, cut } => (delay, cut),
+        Outcome::Success {
+            delay,
+            cut,
+            filtered,
+        } => (delay, cut, filtered),
     };
     pause(&shared.shutdown, delay).await;
 
@@ -294,6 +313,7 @@ async fn chat(guard: InFlight, bytes: &[u8], azure: Option<&str>) -> Response {
         (a, b) => a.or(b),
     };
     let (n, finish) = match limit {
+        _ if filtered => (b.completion_tokens, "content_filter"),
         Some(m) if m < u64::from(b.completion_tokens) => (m as u32, "length"),
         _ => (b.completion_tokens, "stop"),
     };
@@ -865,7 +885,11 @@ fn fault_response(fault: &Fault, azure: bool) -> Response {
             Some("content_policy_violation"),
         ),
         // Successes and hangs never get here.
-        Fault::Hang | Fault::SlowFirstToken(_) | Fault::CutStreamAfter(_) | Fault::Ok => error(
+        Fault::Hang
+        | Fault::SlowFirstToken(_)
+        | Fault::CutStreamAfter(_)
+        | Fault::Ok
+        | Fault::ContentFiltered => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "lb-mock: not an error fault",
             "server_error",

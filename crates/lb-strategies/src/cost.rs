@@ -39,7 +39,7 @@ impl Strategy for CostBased {
     ) {
         out.clear();
         out.extend(0..candidates.len());
-        sort_random_ties(out, |i| cost_key(&candidates[i]), rng);
+        sort_random_ties(out, candidates.len(), |i| cost_key(&candidates[i]), rng);
     }
 }
 

@@ -66,7 +66,7 @@ impl Strategy for LatencyBased {
     ) {
         out.clear();
         out.extend(0..candidates.len());
-        sort_random_ties(out, |i| latency_key(&candidates[i]), rng);
+        sort_random_ties(out, candidates.len(), |i| latency_key(&candidates[i]), rng);
         let buffer = if self.buffer > 0.0 { self.buffer } else { 0.0 };
         if buffer == 0.0 {
             return;

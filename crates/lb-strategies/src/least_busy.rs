@@ -29,7 +29,7 @@ impl Strategy for LeastBusy {
     ) {
         out.clear();
         out.extend(0..candidates.len());
-        sort_random_ties(out, |i| candidates[i].in_flight, rng);
+        sort_random_ties(out, candidates.len(), |i| candidates[i].in_flight, rng);
     }
 }
 

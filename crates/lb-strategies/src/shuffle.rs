@@ -64,113 +64,102 @@ fn sane(w: f64) -> f64 {
     if w > 0.0 && w.is_finite() { w } else { 0.0 }
 }
 
-/// What each weight set sums to over one block of candidates.
-#[derive(Debug, Default, Clone, Copy)]
-struct Block {
-    len: usize,
-    weight: f64,
-    rpm_set: usize,
-    rpm: f64,
-    tpm_set: usize,
-    tpm: f64,
-}
-
-/// The one pass over the candidates: per-block sums of every weight set.
+/// The one pass over the candidates: the block sums of `weight` (missing =
+/// [`DEFAULT_WEIGHT`]) and the totals of `rpm` and `tpm`.
 #[derive(Debug)]
 struct Sums {
     block_len: usize,
-    blocks: [Block; BLOCKS],
+    /// Blocks in use: `ceil(n / block_len)`.
     used: usize,
     any_weight: bool,
     weight_zeros: usize,
+    rpm_set: usize,
+    rpm_sum: f64,
     rpm_zeros: usize,
+    tpm_set: usize,
+    tpm_sum: f64,
     tpm_zeros: usize,
 }
 
 impl Sums {
-    fn of(candidates: &[Candidate<'_>]) -> Self {
+    /// Sums `candidates`, writing the block sums of `weight` to `block_w`.
+    fn of(candidates: &[Candidate<'_>], block_w: &mut [f64; BLOCKS]) -> Self {
         let block_len = candidates.len().div_ceil(BLOCKS).max(1);
         let mut s = Self {
             block_len,
-            blocks: [Block::default(); BLOCKS],
             used: 0,
             any_weight: false,
             weight_zeros: 0,
+            rpm_set: 0,
+            rpm_sum: 0.0,
             rpm_zeros: 0,
+            tpm_set: 0,
+            tpm_sum: 0.0,
             tpm_zeros: 0,
         };
-        for (chunk, block) in candidates.chunks(block_len).zip(s.blocks.iter_mut()) {
-            block.len = chunk.len();
+        for (chunk, block) in candidates.chunks(block_len).zip(block_w.iter_mut()) {
             s.used += 1;
+            let mut sum = 0.0;
             for c in chunk {
                 let d = c.deployment;
                 match d.weight {
                     Some(w) => {
                         s.any_weight = true;
                         let w = sane(w);
-                        block.weight += w;
+                        sum += w;
                         s.weight_zeros += usize::from(w == 0.0);
                     }
-                    None => block.weight += DEFAULT_WEIGHT,
+                    None => sum += DEFAULT_WEIGHT,
                 }
                 if let Some(r) = d.rpm {
-                    block.rpm_set += 1;
-                    block.rpm += r as f64;
+                    s.rpm_set += 1;
+                    s.rpm_sum += r as f64;
                     s.rpm_zeros += usize::from(r == 0);
                 }
                 if let Some(t) = d.tpm {
-                    block.tpm_set += 1;
-                    block.tpm += t as f64;
+                    s.tpm_set += 1;
+                    s.tpm_sum += t as f64;
                     s.tpm_zeros += usize::from(t == 0);
                 }
             }
+            *block = sum;
         }
         s
     }
 
-    /// The weight set, and how many candidates weigh 0; the block weights
-    /// go to `block_w`. `None` for uniform.
-    fn choose(&self, block_w: &mut [f64; BLOCKS]) -> Option<(Weights, usize)> {
-        let blocks = &self.blocks[..self.used];
-        let n: usize = blocks.iter().map(|b| b.len).sum();
+    /// The weight set and how many candidates weigh 0, with `block_w` made
+    /// the block sums of that set (a second pass for `rpm`/`tpm`); `None`
+    /// for uniform.
+    fn choose(
+        &self,
+        candidates: &[Candidate<'_>],
+        block_w: &mut [f64; BLOCKS],
+    ) -> Option<(Weights, usize)> {
+        let n = candidates.len();
         let (weights, zeros) = if self.any_weight {
-            for (w, b) in block_w.iter_mut().zip(blocks) {
-                *w = b.weight;
-            }
             (Weights::Weight, self.weight_zeros)
         } else {
-            let rpm_set: usize = blocks.iter().map(|b| b.rpm_set).sum();
-            let tpm_set: usize = blocks.iter().map(|b| b.tpm_set).sum();
-            let (make, set, field, zeros): (fn(f64) -> Weights, _, fn(&Block) -> (usize, f64), _) =
-                if rpm_set > 0 {
-                    (
-                        Weights::Rpm,
-                        rpm_set,
-                        |b| (b.rpm_set, b.rpm),
-                        self.rpm_zeros,
-                    )
-                } else if tpm_set > 0 {
-                    (
-                        Weights::Tpm,
-                        tpm_set,
-                        |b| (b.tpm_set, b.tpm),
-                        self.tpm_zeros,
-                    )
-                } else {
-                    return None;
-                };
-            let sum: f64 = blocks.iter().map(|b| field(b).1).sum();
-            let mean = sum / set as f64;
-            for (w, b) in block_w.iter_mut().zip(blocks) {
-                let (set, sum) = field(b);
-                *w = sum + mean * (b.len - set) as f64;
-            }
-            let zeros = if mean == 0.0 {
-                zeros + (n - set)
+            let (weights, mean, set, zeros) = if self.rpm_set > 0 {
+                let mean = self.rpm_sum / self.rpm_set as f64;
+                (Weights::Rpm(mean), mean, self.rpm_set, self.rpm_zeros)
+            } else if self.tpm_set > 0 {
+                let mean = self.tpm_sum / self.tpm_set as f64;
+                (Weights::Tpm(mean), mean, self.tpm_set, self.tpm_zeros)
             } else {
-                zeros
+                return None;
             };
-            (make(mean), zeros)
+            for (chunk, block) in candidates.chunks(self.block_len).zip(block_w.iter_mut()) {
+                *block = chunk.iter().map(|c| weights.of(c)).sum();
+            }
+            // Missing values get the mean: weight 0 too when it is 0.
+            (
+                weights,
+                if mean == 0.0 {
+                    zeros + (n - set)
+                } else {
+                    zeros
+                },
+            )
         };
         let total: f64 = block_w[..self.used].iter().sum();
         (total > 0.0 && total.is_finite()).then_some((weights, zeros))
@@ -276,9 +265,9 @@ impl Strategy for SimpleShuffle {
         out.reserve(n);
         let mut picked = [0usize; WEIGHTED_PICKS];
         let mut k = 0;
-        let sums = Sums::of(candidates);
         let mut block_w = [0.0; BLOCKS];
-        match sums.choose(&mut block_w) {
+        let sums = Sums::of(candidates, &mut block_w);
+        match sums.choose(candidates, &mut block_w) {
             None => {
                 // Uniform: the picks need no reads at all.
                 let mut sorted = [0usize; WEIGHTED_PICKS];

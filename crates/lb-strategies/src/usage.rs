@@ -47,7 +47,7 @@ impl Strategy for UsageBased {
     ) {
         out.clear();
         out.extend((0..candidates.len()).filter(|&i| fits_limits(call, &candidates[i])));
-        sort_random_ties(out, |i| candidates[i].tpm_used, rng);
+        sort_random_ties(out, candidates.len(), |i| candidates[i].tpm_used, rng);
     }
 }
 

@@ -76,20 +76,74 @@ pub(crate) fn shuffle(items: &mut [usize], rng: &mut dyn RngCore) {
     }
 }
 
-/// Sorts the indices in `out` by `key`, ascending, and puts every run of
-/// equal keys in uniformly random order; the RNG is drawn only for tied
-/// indices (not at all when every key differs). O(n log n), no allocation.
+/// Key ranges up to this wide are sorted by counting, in O(n).
+const COUNTING_RANGE: u64 = 64;
+
+/// Sorts the indices in `out` (each below `universe`) by `key`, ascending,
+/// and puts every run of equal keys in uniformly random order; the RNG is
+/// drawn only for tied indices (not at all when every key differs).
+///
+/// Keys within a range of [`COUNTING_RANGE`] (calls in flight, say) are
+/// sorted by counting, in place, in O(n); wider ones by a comparison sort,
+/// O(n log n). No allocation.
 pub(crate) fn sort_random_ties(
     out: &mut [usize],
+    universe: usize,
     key: impl Fn(usize) -> u64,
     rng: &mut dyn RngCore,
 ) {
-    if usize::BITS == 64 && out.len() > 1 {
-        packed_sort_random_ties(out, &key, rng);
+    let Some((min, max)) = out.iter().map(|&i| key(i)).fold(None, |acc, k| match acc {
+        None => Some((k, k)),
+        Some((lo, hi)) => Some((k.min(lo), k.max(hi))),
+    }) else {
         return;
+    };
+    if max - min < COUNTING_RANGE {
+        counting_sort_random_ties(out, |i| (key(i) - min) as usize, rng);
+    } else if usize::BITS == 64 {
+        packed_sort_random_ties(out, universe, max - min, |i| key(i) - min, rng);
+    } else {
+        out.sort_unstable_by_key(|&i| key(i));
+        shuffle_equal_runs(out, &key, rng);
     }
-    out.sort_unstable_by_key(|&i| key(i));
-    shuffle_equal_runs(out, &key, rng);
+}
+
+/// In-place counting sort (American flag sort) by `bucket(i) <
+/// COUNTING_RANGE`, then a shuffle of every bucket.
+fn counting_sort_random_ties(
+    out: &mut [usize],
+    bucket: impl Fn(usize) -> usize,
+    rng: &mut dyn RngCore,
+) {
+    const R: usize = COUNTING_RANGE as usize;
+    let mut ends = [0usize; R];
+    for &i in out.iter() {
+        ends[bucket(i)] += 1;
+    }
+    let mut next = [0usize; R];
+    let mut sum = 0;
+    for (n, e) in next.iter_mut().zip(ends.iter_mut()) {
+        *n = sum;
+        sum += *e;
+        *e = sum;
+    }
+    let starts = next;
+    for b in 0..R {
+        while next[b] < ends[b] {
+            let kb = bucket(out[next[b]]);
+            if kb == b {
+                next[b] += 1;
+            } else {
+                out.swap(next[b], next[kb]);
+                next[kb] += 1;
+            }
+        }
+    }
+    for (&s, &e) in starts.iter().zip(ends.iter()) {
+        if e - s > 1 {
+            shuffle(&mut out[s..e], rng);
+        }
+    }
 }
 
 /// Shuffles every run of equal keys of the sorted `out`.
@@ -108,15 +162,20 @@ fn shuffle_equal_runs(out: &mut [usize], key: &impl Fn(usize) -> u64, rng: &mut 
     }
 }
 
-/// [`sort_random_ties`] for 64-bit `usize`: each slot of `out` temporarily
+/// The comparison sort for 64-bit `usize`: each slot of `out` temporarily
 /// holds the key's high bits above the index's bits, so the sort compares
 /// plain integers instead of calling `key` through the index. Keys too wide
 /// to fit beside the index lose their low bits; runs that compare equal that
 /// way are sorted again by the exact key, so the result is exact.
-fn packed_sort_random_ties(out: &mut [usize], key: &impl Fn(usize) -> u64, rng: &mut dyn RngCore) {
-    let max_index = out.iter().copied().max().unwrap_or(0) as u64;
+fn packed_sort_random_ties(
+    out: &mut [usize],
+    universe: usize,
+    max_key: u64,
+    key: impl Fn(usize) -> u64,
+    rng: &mut dyn RngCore,
+) {
+    let max_index = universe.saturating_sub(1) as u64;
     let index_bits = u64::BITS - max_index.leading_zeros();
-    let max_key = out.iter().map(|&i| key(i)).max().unwrap_or(0);
     let key_bits = u64::BITS - max_key.leading_zeros();
     let shift = (key_bits + index_bits).saturating_sub(u64::BITS);
     for slot in out.iter_mut() {
@@ -141,7 +200,7 @@ fn packed_sort_random_ties(out: &mut [usize], key: &impl Fn(usize) -> u64, rng: 
                 shuffle(run, rng);
             } else {
                 run.sort_unstable_by_key(|&i| key(i));
-                shuffle_equal_runs(run, key, rng);
+                shuffle_equal_runs(run, &key, rng);
             }
         }
         start = end;
@@ -218,13 +277,30 @@ mod tests {
             .collect();
         let mut out: Vec<usize> = (0..keys.len()).collect();
         let mut rng = SmallRng::seed_from_u64(3);
-        sort_random_ties(&mut out, |i| keys[i], &mut rng);
+        sort_random_ties(&mut out, keys.len(), |i| keys[i], &mut rng);
         for w in out.windows(2) {
             assert!(keys[w[0]] <= keys[w[1]]);
         }
         let mut seen = out.clone();
         seen.sort_unstable();
         assert_eq!(seen, (0..keys.len()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn counting_sort_for_narrow_keys() {
+        let keys = [7u64, 5, 9, 5, 70, 7, 6, 5];
+        let mut rng = SmallRng::seed_from_u64(8);
+        let mut firsts = [0usize; 8];
+        for _ in 0..900 {
+            let mut out: Vec<usize> = (0..keys.len()).collect();
+            sort_random_ties(&mut out, keys.len(), |i| keys[i] - 5 + 1_000, &mut rng);
+            let sorted: Vec<u64> = out.iter().map(|&i| keys[i]).collect();
+            assert_eq!(sorted, [5, 5, 5, 6, 7, 7, 9, 70]);
+            firsts[out[0]] += 1;
+        }
+        for i in [1, 3, 7] {
+            assert!(firsts[i] > 240, "{firsts:?}");
+        }
     }
 
     #[test]
@@ -249,14 +325,14 @@ mod tests {
 
     #[test]
     fn ties_are_shuffled_runs_stay_sorted() {
-        let keys = [3u64, 1, 3, 2, 1, 3];
+        let keys = [300u64, 1, 300, 200, 1, 300];
         let mut rng = SmallRng::seed_from_u64(5);
         let mut seen_first_tie = [0usize; 6];
         for _ in 0..600 {
             let mut out: Vec<usize> = (0..keys.len()).collect();
-            sort_random_ties(&mut out, |i| keys[i], &mut rng);
+            sort_random_ties(&mut out, keys.len(), |i| keys[i], &mut rng);
             let sorted: Vec<u64> = out.iter().map(|&i| keys[i]).collect();
-            assert_eq!(sorted, [1, 1, 2, 3, 3, 3]);
+            assert_eq!(sorted, [1, 1, 200, 300, 300, 300]);
             seen_first_tie[out[0]] += 1;
         }
         // both candidates with key 1 come first about equally often
