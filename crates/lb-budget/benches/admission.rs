@@ -9,7 +9,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use lb_budget::{Actual, Admission, AdmissionPlan, BudgetLimit, Budgets, MemoryStore};
+use lb_budget::{
+    Actual, Admission, AdmissionPlan, BudgetLimit, Budgets, DeploymentKeys, MemoryStore,
+};
 use lb_core::{CounterStore, Deployment};
 
 const TASKS: u64 = 64;
@@ -44,8 +46,15 @@ fn ready<F: Future>(f: F) -> F::Output {
     }
 }
 
-async fn one_call(store: &Arc<dyn CounterStore>, d: &Deployment, budgets: Option<&Budgets>) {
-    let mut plan = AdmissionPlan::for_deployment(d, 300);
+/// One call as the router makes it: keys built once per deployment, plan,
+/// reserve, settle.
+async fn one_call(
+    store: &Arc<dyn CounterStore>,
+    keys: &DeploymentKeys,
+    d: &Deployment,
+    budgets: Option<&Budgets>,
+) {
+    let mut plan = AdmissionPlan::new().with_rate_limits_keyed(keys, d, 300);
     if let Some(b) = budgets {
         plan = plan.with_budgets(b, d, 0.003);
     }
@@ -62,6 +71,7 @@ async fn one_call(store: &Arc<dyn CounterStore>, d: &Deployment, budgets: Option
 fn uncontended(c: &mut Criterion) {
     let mut g = c.benchmark_group("admission/uncontended");
     let d = deployment();
+    let keys = DeploymentKeys::new(&d.id);
     let b = budgets();
 
     let mem = MemoryStore::new();
@@ -76,12 +86,12 @@ fn uncontended(c: &mut Criterion) {
 
     let store: Arc<dyn CounterStore> = Arc::new(MemoryStore::new());
     g.bench_function("Admission via dyn CounterStore (rpm+tpm)", |bench| {
-        bench.iter(|| ready(one_call(&store, &d, None)))
+        bench.iter(|| ready(one_call(&store, &keys, &d, None)))
     });
 
     let store: Arc<dyn CounterStore> = Arc::new(MemoryStore::new());
     g.bench_function("Admission via dyn CounterStore (rpm+tpm+budget)", |bench| {
-        bench.iter(|| ready(one_call(&store, &d, Some(&b))))
+        bench.iter(|| ready(one_call(&store, &keys, &d, Some(&b))))
     });
     g.finish();
 }
@@ -96,6 +106,7 @@ fn contended(c: &mut Criterion) {
         Err(e) => panic!("tokio runtime: {e}"),
     };
     let d = Arc::new(deployment());
+    let keys = Arc::new(DeploymentKeys::new(&d.id));
     let b = Arc::new(budgets());
     for with_budget in [false, true] {
         let name = if with_budget {
@@ -111,10 +122,11 @@ fn contended(c: &mut Criterion) {
                 rt.block_on(async {
                     let tasks: Vec<_> = (0..TASKS)
                         .map(|_| {
-                            let (store, d, b) = (store.clone(), d.clone(), b.clone());
+                            let (store, keys, d, b) =
+                                (store.clone(), keys.clone(), d.clone(), b.clone());
                             tokio::spawn(async move {
                                 for i in 0..per_task {
-                                    one_call(&store, &d, with_budget.then_some(&*b)).await;
+                                    one_call(&store, &keys, &d, with_budget.then_some(&*b)).await;
                                     if i % 16 == 0 {
                                         tokio::task::yield_now().await;
                                     }

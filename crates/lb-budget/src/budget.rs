@@ -128,8 +128,8 @@ pub struct BudgetStatus {
 /// All spend budgets of a router.
 #[derive(Debug, Clone, Default)]
 pub struct Budgets {
-    providers: BTreeMap<Arc<str>, BudgetLimit>,
-    deployments: HashMap<DeploymentId, BudgetLimit>,
+    providers: BTreeMap<Arc<str>, (CounterKey, BudgetLimit)>,
+    deployments: HashMap<DeploymentId, (CounterKey, BudgetLimit)>,
 }
 
 impl Budgets {
@@ -154,12 +154,14 @@ impl Budgets {
 
     /// Sets a provider's budget.
     pub fn set_provider(&mut self, provider: &str, limit: BudgetLimit) {
-        self.providers.insert(provider.into(), limit);
+        self.providers
+            .insert(provider.into(), (Self::provider_key(provider), limit));
     }
 
     /// Sets a deployment's budget (`max_budget` + `budget_duration`).
     pub fn set_deployment(&mut self, id: DeploymentId, limit: BudgetLimit) {
-        self.deployments.insert(id, limit);
+        let key = Self::deployment_key(&id);
+        self.deployments.insert(id, (key, limit));
     }
 
     /// Whether no budget is configured.
@@ -169,12 +171,12 @@ impl Budgets {
 
     /// A provider's budget.
     pub fn provider(&self, provider: &str) -> Option<&BudgetLimit> {
-        self.providers.get(provider)
+        self.providers.get(provider).map(|(_, l)| l)
     }
 
     /// A deployment's own budget.
     pub fn deployment(&self, id: &DeploymentId) -> Option<&BudgetLimit> {
-        self.deployments.get(id)
+        self.deployments.get(id).map(|(_, l)| l)
     }
 
     /// The counter of a provider's spend (`provider_spend:{provider}`).
@@ -193,18 +195,14 @@ impl Budgets {
     /// LiteLLM (`spend >= budget` excludes).
     pub fn reserve_items(&self, deployment: &Deployment, estimated_cost_usd: f64) -> Vec<Reserve> {
         let amount = usd_to_micros_ceil(estimated_cost_usd).max(1);
-        let mut items = Vec::new();
-        if let Some(limit) = self.providers.get(&*deployment.provider) {
+        let mut items = Vec::with_capacity(2);
+        let budgets = [
+            self.providers.get(&*deployment.provider),
+            self.deployments.get(&deployment.id),
+        ];
+        for (key, limit) in budgets.into_iter().flatten() {
             items.push(Reserve {
-                key: Self::provider_key(&deployment.provider),
-                window: limit.window,
-                amount,
-                limit: limit.limit_micros,
-            });
-        }
-        if let Some(limit) = self.deployments.get(&deployment.id) {
-            items.push(Reserve {
-                key: Self::deployment_key(&deployment.id),
+                key: key.clone(),
                 window: limit.window,
                 amount,
                 limit: limit.limit_micros,
@@ -223,7 +221,7 @@ impl Budgets {
         let entries: Vec<(String, CounterKey, BudgetLimit)> = self
             .providers
             .iter()
-            .map(|(p, l)| (p.to_string(), Self::provider_key(p), *l))
+            .map(|(p, (key, l))| (p.to_string(), key.clone(), *l))
             .collect();
         status(store, entries, now).await
     }
@@ -238,7 +236,7 @@ impl Budgets {
         let mut entries: Vec<(String, CounterKey, BudgetLimit)> = self
             .deployments
             .iter()
-            .map(|(id, l)| (id.to_string(), Self::deployment_key(id), *l))
+            .map(|(id, (key, l))| (id.to_string(), key.clone(), *l))
             .collect();
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         status(store, entries, now).await

@@ -94,7 +94,7 @@ pub use estimate::{
     estimate_embedding_tokens, estimate_prompt_tokens,
 };
 pub use limits::{
-    Actual, Admission, AdmissionPlan, Kind, RateLimitStatus, concurrency_key,
+    Actual, Admission, AdmissionPlan, DeploymentKeys, Kind, RateLimitStatus, concurrency_key,
     max_parallel_requests, rate_limit_status, rpm_key, total_tokens, tpm_key,
 };
 pub use memory::MemoryStore;

@@ -29,6 +29,29 @@ pub fn concurrency_key(id: &DeploymentId) -> CounterKey {
     CounterKey::new(format!("deployment:{id}:parallel"))
 }
 
+/// The counter keys of one deployment, built once (keys are strings; the
+/// router keeps these per deployment so a call allocates none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentKeys {
+    /// [`rpm_key`].
+    pub rpm: CounterKey,
+    /// [`tpm_key`].
+    pub tpm: CounterKey,
+    /// [`concurrency_key`].
+    pub parallel: CounterKey,
+}
+
+impl DeploymentKeys {
+    /// The keys of deployment `id`.
+    pub fn new(id: &DeploymentId) -> Self {
+        Self {
+            rpm: rpm_key(id),
+            tpm: tpm_key(id),
+            parallel: concurrency_key(id),
+        }
+    }
+}
+
 /// A deployment's concurrency cap, as LiteLLM's
 /// `calculate_max_parallel_requests` computes it: `max_parallel_requests`,
 /// else `rpm`, else `tpm * 6 / 1000` (at least 1), else
@@ -98,12 +121,27 @@ impl AdmissionPlan {
     }
 
     /// Adds the rate limits of `deployment`.
-    pub fn with_rate_limits(mut self, deployment: &Deployment, estimated_tokens: u64) -> Self {
+    pub fn with_rate_limits(self, deployment: &Deployment, estimated_tokens: u64) -> Self {
+        if deployment.rpm.is_none() && deployment.tpm.is_none() {
+            return self;
+        }
+        let keys = DeploymentKeys::new(&deployment.id);
+        self.with_rate_limits_keyed(&keys, deployment, estimated_tokens)
+    }
+
+    /// Adds the rate limits of `deployment`, with its keys built beforehand
+    /// (the allocation-free path for the router).
+    pub fn with_rate_limits_keyed(
+        mut self,
+        keys: &DeploymentKeys,
+        deployment: &Deployment,
+        estimated_tokens: u64,
+    ) -> Self {
         if let Some(rpm) = deployment.rpm {
             self.push(
                 Kind::Requests,
                 Reserve {
-                    key: rpm_key(&deployment.id),
+                    key: keys.rpm.clone(),
                     window: Window::MINUTE,
                     amount: 1,
                     limit: rpm,
@@ -114,7 +152,7 @@ impl AdmissionPlan {
             self.push(
                 Kind::Tokens,
                 Reserve {
-                    key: tpm_key(&deployment.id),
+                    key: keys.tpm.clone(),
                     window: Window::MINUTE,
                     amount: estimated_tokens,
                     limit: tpm,

@@ -1,7 +1,7 @@
 //! The in-process backend of [`CounterStore`] and [`ConcurrencyStore`].
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
@@ -10,66 +10,161 @@ use lb_core::{
     Reserved, StoreError, Window,
 };
 
-/// Shards of each map; a power of two.
+/// Shards of each map (at most 64: a reservation keeps a bit mask of them).
 const SHARDS: usize = 16;
 
 /// Every this many reservations a shard drops counters whose window ended.
 const SWEEP_EVERY: u32 = 1_024;
 
+/// Reservations of up to this many items need no heap buffers.
+const INLINE: usize = 8;
+
 /// Counters and in-flight counts in this process's memory.
 ///
 /// Correct under any concurrency: each shard is a [`std::sync::Mutex`]
 /// (never held across an `.await`), and a reservation locks the shards of
-/// all its counters, in shard order, for its check-and-add. Counters of
-/// ended windows are swept, and in-flight entries are removed at zero, so
-/// memory stays bounded by the live keys. Never reads a clock.
-#[derive(Debug)]
+/// all its counters, in ascending shard order, for its whole check-and-add.
+/// Counters of ended windows are swept, and in-flight entries are removed at
+/// zero, so memory stays bounded by the live keys. Never reads a clock.
+#[derive(Debug, Default)]
 pub struct MemoryStore {
-    hasher: RandomState,
     counters: [Mutex<CounterShard>; SHARDS],
-    in_flight: [Mutex<HashMap<CounterKey, u32>>; SHARDS],
+    in_flight: [Mutex<FxMap<CounterKey, u32>>; SHARDS],
+}
+
+/// Keys are deployment and provider names from the configuration, not
+/// client input, so a fast non-keyed hash is fine.
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// rustc's Fx hash: one multiply per word.
+#[derive(Default, Clone, Copy)]
+struct FxHasher {
+    hash: u64,
+}
+
+const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// The shard of a key: the high bits of its hash (the map uses the low ones).
+fn shard_of(key: &CounterKey) -> usize {
+    let hash = BuildHasherDefault::<FxHasher>::default().hash_one(key);
+    (hash >> 58) as usize % SHARDS
 }
 
 #[derive(Debug, Default)]
 struct CounterShard {
-    slots: HashMap<(CounterKey, Window), Slot>,
+    /// Per key, its counters by window (usually one).
+    keys: FxMap<CounterKey, Vec<(Window, Slot)>>,
     ops: u32,
+    scratch: Slot,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Slot {
     index: u64,
     value: u64,
 }
 
 impl CounterShard {
-    /// The slot of `counter` normalized to window `index` (a newer index
-    /// starts the counter again from zero; an older index than the slot's
-    /// counts in the slot's newer window).
-    fn slot(&mut self, counter: &(CounterKey, Window), index: u64) -> &mut Slot {
-        let slot = self
-            .slots
-            .entry(counter.clone())
-            .or_insert(Slot { index, value: 0 });
+    /// The slot of (`key`, `window`) normalized to window `index`: a newer
+    /// index starts the counter again from zero; an older index than the
+    /// slot's (a caller whose `now` lags) counts in the slot's newer window.
+    fn slot(&mut self, key: &CounterKey, window: Window, index: u64) -> &mut Slot {
+        if !self.keys.contains_key(key) {
+            self.keys.insert(key.clone(), Vec::with_capacity(1));
+        }
+        let Some(windows) = self.keys.get_mut(key) else {
+            // Unreachable: the key was inserted above.
+            return &mut self.scratch;
+        };
+        let pos = match windows.iter().position(|(w, _)| *w == window) {
+            Some(pos) => pos,
+            None => {
+                windows.push((window, Slot { index, value: 0 }));
+                windows.len() - 1
+            }
+        };
+        let slot = &mut windows[pos].1;
         if index > slot.index {
             *slot = Slot { index, value: 0 };
         }
         slot
     }
 
-    fn value_at(&self, counter: &(CounterKey, Window), index: u64) -> u64 {
-        match self.slots.get(counter) {
-            Some(slot) if slot.index >= index => slot.value,
-            _ => 0,
-        }
+    fn existing(&mut self, key: &CounterKey, window: Window) -> Option<&mut Slot> {
+        self.keys
+            .get_mut(key)?
+            .iter_mut()
+            .find(|(w, _)| *w == window)
+            .map(|(_, slot)| slot)
+    }
+
+    fn value_at(&self, key: &CounterKey, window: Window, index: u64) -> u64 {
+        self.keys
+            .get(key)
+            .and_then(|ws| ws.iter().find(|(w, _)| *w == window))
+            .filter(|(_, slot)| slot.index >= index)
+            .map_or(0, |(_, slot)| slot.value)
+    }
+
+    fn sweep(&mut self, now: SystemTime) {
+        self.keys.retain(|_, windows| {
+            windows.retain(|(window, slot)| slot.index >= window.index(now));
+            !windows.is_empty()
+        });
     }
 
     fn maybe_sweep(&mut self, now: SystemTime) {
         self.ops = self.ops.wrapping_add(1);
         if self.ops % SWEEP_EVERY == 0 {
-            self.slots
-                .retain(|(_, window), slot| slot.index >= window.index(now));
+            self.sweep(now);
         }
+    }
+
+    fn len(&self) -> usize {
+        self.keys.values().map(Vec::len).sum()
     }
 }
 
@@ -77,31 +172,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Default for MemoryStore {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
-        Self {
-            hasher: RandomState::new(),
-            counters: std::array::from_fn(|_| Mutex::default()),
-            in_flight: std::array::from_fn(|_| Mutex::default()),
-        }
-    }
-
-    fn shard_of<K: Hash>(&self, key: &K) -> usize {
-        // Truncation is intended: only the low bits pick the shard.
-        (self.hasher.hash_one(key) as usize) & (SHARDS - 1)
+        Self::default()
     }
 
     /// How many counters are held (live windows plus ended ones not yet
     /// swept); for tests of bounded memory.
     pub fn counter_len(&self) -> usize {
-        self.counters.iter().map(|s| lock(s).slots.len()).sum()
+        self.counters.iter().map(|s| lock(s).len()).sum()
     }
 
     /// How many keys have slots held.
@@ -112,42 +192,59 @@ impl MemoryStore {
     /// Drops every counter whose window ended before `now`.
     pub fn sweep(&self, now: SystemTime) {
         for shard in &self.counters {
-            lock(shard)
-                .slots
-                .retain(|(_, window), slot| slot.index >= window.index(now));
+            lock(shard).sweep(now);
         }
     }
 
     /// The synchronous core of [`CounterStore::reserve`].
     pub fn reserve_now(&self, items: &[Reserve], now: SystemTime) -> Result<Reservation, Denied> {
-        if items.is_empty() {
+        let n = items.len();
+        if n == 0 {
             return Ok(Reservation::default());
         }
-        let counters: Vec<(CounterKey, Window)> =
-            items.iter().map(|r| (r.key.clone(), r.window)).collect();
-        let shard_ids: Vec<usize> = counters.iter().map(|c| self.shard_of(c)).collect();
-        let mut order = shard_ids.clone();
-        order.sort_unstable();
-        order.dedup();
+        if n <= INLINE {
+            let mut shards = [0usize; INLINE];
+            let mut indices = [0u64; INLINE];
+            self.reserve_in(items, now, &mut shards[..n], &mut indices[..n])
+        } else {
+            self.reserve_in(items, now, &mut vec![0; n], &mut vec![0; n])
+        }
+    }
+
+    fn reserve_in(
+        &self,
+        items: &[Reserve],
+        now: SystemTime,
+        shards: &mut [usize],
+        indices: &mut [u64],
+    ) -> Result<Reservation, Denied> {
+        let mut mask = 0u64;
+        for (shard, item) in shards.iter_mut().zip(items) {
+            *shard = shard_of(&item.key);
+            mask |= 1 << *shard;
+        }
         // Lock in ascending shard order, so concurrent reservations over
         // overlapping shards cannot deadlock.
-        let mut guards: Vec<MutexGuard<'_, CounterShard>> =
-            order.iter().map(|&i| lock(&self.counters[i])).collect();
-        let guard_of = |shard: usize| order.iter().position(|&s| s == shard).unwrap_or(0);
+        let mut guards: [Option<MutexGuard<'_, CounterShard>>; SHARDS] =
+            std::array::from_fn(|_| None);
+        for (i, guard) in guards.iter_mut().enumerate() {
+            if mask & (1 << i) != 0 {
+                *guard = Some(lock(&self.counters[i]));
+            }
+        }
 
         // Check every item, summing earlier items on the same counter.
-        let mut indices = Vec::with_capacity(items.len());
         let mut worst: Option<Denied> = None;
         for (i, item) in items.iter().enumerate() {
-            let g = &mut guards[guard_of(shard_ids[i])];
-            let slot = *g.slot(&counters[i], item.window.index(now));
-            indices.push(slot.index);
-            let earlier: u64 = items[..i]
+            let Some(g) = guards[shards[i]].as_mut() else {
+                continue;
+            };
+            let slot = *g.slot(&item.key, item.window, item.window.index(now));
+            indices[i] = slot.index;
+            let earlier = items[..i]
                 .iter()
-                .zip(&counters[..i])
-                .filter(|(_, c)| **c == counters[i])
-                .map(|(r, _)| r.amount)
-                .fold(0, u64::saturating_add);
+                .filter(|e| e.window == item.window && e.key == item.key)
+                .fold(0u64, |sum, e| sum.saturating_add(e.amount));
             let current = slot.value.saturating_add(earlier);
             if current.saturating_add(item.amount) > item.limit {
                 let reset_at = item.window.end_of(slot.index);
@@ -171,9 +268,10 @@ impl MemoryStore {
 
         let mut reserved = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            let g = &mut guards[guard_of(shard_ids[i])];
-            let slot = g.slot(&counters[i], indices[i]);
-            slot.value = slot.value.saturating_add(item.amount);
+            if let Some(g) = guards[shards[i]].as_mut() {
+                let slot = g.slot(&item.key, item.window, indices[i]);
+                slot.value = slot.value.saturating_add(item.amount);
+            }
             reserved.push(Reserved {
                 key: item.key.clone(),
                 window: item.window,
@@ -181,7 +279,7 @@ impl MemoryStore {
                 amount: item.amount,
             });
         }
-        for g in &mut guards {
+        for g in guards.iter_mut().flatten() {
             g.maybe_sweep(now);
         }
         Ok(Reservation::new(reserved))
@@ -194,9 +292,8 @@ impl MemoryStore {
             if actual == item.amount {
                 continue;
             }
-            let counter = (item.key.clone(), item.window);
-            let mut shard = lock(&self.counters[self.shard_of(&counter)]);
-            let Some(slot) = shard.slots.get_mut(&counter) else {
+            let mut shard = lock(&self.counters[shard_of(&item.key)]);
+            let Some(slot) = shard.existing(&item.key, item.window) else {
                 continue;
             };
             if slot.index == item.index {
@@ -213,27 +310,47 @@ impl MemoryStore {
     pub fn get_now(&self, counters: &[(CounterKey, Window)], now: SystemTime) -> Vec<u64> {
         counters
             .iter()
-            .map(|c| lock(&self.counters[self.shard_of(c)]).value_at(c, c.1.index(now)))
+            .map(|(key, window)| {
+                lock(&self.counters[shard_of(key)]).value_at(key, *window, window.index(now))
+            })
             .collect()
     }
 
     /// The synchronous core of [`ConcurrencyStore::try_increment`].
     pub fn try_increment_now(&self, key: &CounterKey, cap: u32) -> bool {
-        let mut shard = lock(&self.in_flight[self.shard_of(key)]);
-        let held = shard.get(key).copied().unwrap_or(0);
-        if held >= cap {
-            return false;
+        let mut shard = lock(&self.in_flight[shard_of(key)]);
+        match shard.get_mut(key) {
+            Some(held) if *held >= cap => false,
+            Some(held) => {
+                *held += 1;
+                true
+            }
+            None if cap == 0 => false,
+            None => {
+                shard.insert(key.clone(), 1);
+                true
+            }
         }
-        shard.insert(key.clone(), held + 1);
-        true
     }
 
     /// The synchronous core of [`ConcurrencyStore::in_flight`].
     pub fn in_flight_now(&self, key: &CounterKey) -> u32 {
-        lock(&self.in_flight[self.shard_of(key)])
+        lock(&self.in_flight[shard_of(key)])
             .get(key)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The synchronous core of [`ConcurrencyStore::decrement`].
+    pub fn decrement_now(&self, key: &CounterKey) {
+        let mut shard = lock(&self.in_flight[shard_of(key)]);
+        match shard.get_mut(key) {
+            Some(held) if *held > 1 => *held -= 1,
+            Some(_) => {
+                shard.remove(key);
+            }
+            None => {}
+        }
     }
 }
 
@@ -272,16 +389,7 @@ impl ConcurrencyStore for MemoryStore {
     }
 
     fn decrement(&self, key: &CounterKey) {
-        let mut shard = lock(&self.in_flight[self.shard_of(key)]);
-        match shard.get(key).copied() {
-            Some(n) if n > 1 => {
-                shard.insert(key.clone(), n - 1);
-            }
-            Some(_) => {
-                shard.remove(key);
-            }
-            None => {}
-        }
+        self.decrement_now(key);
     }
 
     async fn in_flight(&self, key: &CounterKey) -> Result<u32, StoreError> {
@@ -488,6 +596,23 @@ mod tests {
             }
         }
         assert!(store.counter_len() <= 100, "{}", store.counter_len());
+        // Keys that are never used again are dropped by the periodic sweep.
+        let store = MemoryStore::new();
+        let per_minute = 500u64;
+        for minute in 0..60u64 {
+            for k in 0..per_minute {
+                let key = format!("once:{minute}:{k}");
+                let _ = store
+                    .reserve_now(&[item(&key, 1, 10)], at(minute * 60))
+                    .unwrap();
+            }
+        }
+        let bound = per_minute as usize + SHARDS * SWEEP_EVERY as usize;
+        assert!(
+            store.counter_len() <= bound,
+            "{} > {bound}",
+            store.counter_len()
+        );
     }
 
     #[test]

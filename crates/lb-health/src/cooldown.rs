@@ -11,6 +11,7 @@
 //!
 //! Every function takes `now`; nothing here reads a clock.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -256,6 +257,10 @@ pub struct HealthTracker {
     settings: CooldownSettings,
     origin: Instant,
     states: Vec<Mutex<State>>,
+    /// Per deployment: its circuit is closed. Read without the lock, so the
+    /// common case (a healthy deployment) costs no lock on the call path;
+    /// written under the lock whenever the circuit changes.
+    closed: Vec<AtomicBool>,
 }
 
 /// A claimed half-open trial; dropping it without an outcome lets another
@@ -285,6 +290,7 @@ impl HealthTracker {
         Self {
             settings,
             origin: now,
+            closed: (0..deployments).map(|_| AtomicBool::new(true)).collect(),
             states: (0..deployments)
                 .map(|_| {
                     Mutex::new(State {
@@ -352,6 +358,9 @@ impl HealthTracker {
 
     /// Whether deployment `i` may take a call at `now`.
     pub fn check(&self, i: usize, now: Instant) -> Availability {
+        if self.closed[i].load(Ordering::Acquire) {
+            return Availability::Available;
+        }
         let mut st = self.lock(i);
         Self::advance(&mut st, now);
         match &st.circuit {
@@ -416,6 +425,7 @@ impl HealthTracker {
         b.successes = b.successes.saturating_add(1);
         if matches!(st.circuit, Circuit::HalfOpen { .. }) {
             st.circuit = Circuit::Closed;
+            self.closed[i].store(true, Ordering::Release);
         }
     }
 
@@ -452,6 +462,7 @@ impl HealthTracker {
                 .min(s.max_trial_cooldown)
                 .max(duration)
                 .min(s.max_cooldown_time);
+            self.closed[i].store(false, Ordering::Release);
             return Some(Self::open(
                 &mut st,
                 CooldownReason::TrialFailed,
@@ -497,7 +508,10 @@ impl HealthTracker {
                 _ => None,
             }
         };
-        reason.map(|r| Self::open(&mut st, r, duration, now))
+        reason.map(|r| {
+            self.closed[i].store(false, Ordering::Release);
+            Self::open(&mut st, r, duration, now)
+        })
     }
 
     /// Opens (or extends) a cooldown; a deadline is never moved earlier.
@@ -534,12 +548,15 @@ impl HealthTracker {
     ) -> CooldownEvent {
         let mut st = self.lock(i);
         let duration = duration.min(self.settings.max_cooldown_time);
+        self.closed[i].store(false, Ordering::Release);
         Self::open(&mut st, reason, duration, now)
     }
 
     /// Closes deployment `i` (a passed health check).
     pub fn force_healthy(&self, i: usize) {
-        self.lock(i).circuit = Circuit::Closed;
+        let mut st = self.lock(i);
+        st.circuit = Circuit::Closed;
+        self.closed[i].store(true, Ordering::Release);
     }
 
     /// A health check of deployment `i` passed: it takes calls again, unless
@@ -555,6 +572,7 @@ impl HealthTracker {
         );
         if !rate_limited {
             st.circuit = Circuit::Closed;
+            self.closed[i].store(true, Ordering::Release);
         }
     }
 

@@ -1,7 +1,7 @@
 //! Retry pacing: backoff between attempts on one deployment, and a retry
 //! budget that keeps retries a bounded share of traffic.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Backoff between attempts on the same deployment.
@@ -64,11 +64,13 @@ impl Default for RetryBudgetSettings {
 
 const SLOTS: usize = 10;
 
-#[derive(Debug, Clone, Copy, Default)]
+/// One tenth of the window: calls and retries counted in it, tagged with
+/// the slice of time they belong to.
+#[derive(Debug, Default)]
 struct Slot {
-    epoch: u64,
-    calls: u64,
-    retries: u64,
+    epoch: AtomicU64,
+    calls: AtomicU64,
+    retries: AtomicU64,
 }
 
 /// A budget of retries: over any window of `ttl`, retries stay within
@@ -77,11 +79,16 @@ struct Slot {
 /// Why a budget and not only `num_retries`: when a whole provider fails,
 /// every call retries, and `num_retries: 2` triples the load on whatever is
 /// still standing. A budget caps that amplification at `1 + percent`.
+///
+/// Lock-free: every call deposits with one atomic add. When two threads
+/// race to start a new slice of time, a count may land in the slice being
+/// reset and be lost; the budget is a bound on load, and such a loss is one
+/// call among thousands.
 #[derive(Debug)]
 pub struct RetryBudget {
     settings: RetryBudgetSettings,
     origin: Instant,
-    slots: Mutex<[Slot; SLOTS]>,
+    slots: [Slot; SLOTS],
 }
 
 impl RetryBudget {
@@ -90,57 +97,63 @@ impl RetryBudget {
         Self {
             settings,
             origin: now,
-            slots: Mutex::new([Slot::default(); SLOTS]),
+            slots: Default::default(),
         }
     }
 
     fn epoch(&self, now: Instant) -> u64 {
         let slot = (self.settings.ttl / SLOTS as u32).max(Duration::from_millis(1));
+        // Epochs start at 1 so that a fresh slot (epoch 0) is never current.
         u64::try_from(now.saturating_duration_since(self.origin).as_nanos() / slot.as_nanos())
-            .unwrap_or(u64::MAX)
+            .unwrap_or(u64::MAX - 1)
+            + 1
     }
 
-    fn with_slots<T>(&self, now: Instant, f: impl FnOnce(&mut [Slot; SLOTS], u64) -> T) -> T {
-        let mut slots = match self.slots.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        let epoch = self.epoch(now);
-        let slot = &mut slots[(epoch % SLOTS as u64) as usize];
-        if slot.epoch != epoch {
-            *slot = Slot {
-                epoch,
-                ..Slot::default()
-            };
+    /// The slot for `epoch`, reset if it still holds an older slice.
+    fn slot(&self, epoch: u64) -> &Slot {
+        let slot = &self.slots[(epoch % SLOTS as u64) as usize];
+        let seen = slot.epoch.load(Ordering::Acquire);
+        if seen != epoch
+            && seen < epoch
+            && slot
+                .epoch
+                .compare_exchange(seen, epoch, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            slot.calls.store(0, Ordering::Release);
+            slot.retries.store(0, Ordering::Release);
         }
-        f(&mut slots, epoch)
+        slot
     }
 
     /// Counts one client call.
     pub fn deposit(&self, now: Instant) {
-        self.with_slots(now, |slots, epoch| {
-            slots[(epoch % SLOTS as u64) as usize].calls += 1;
-        });
+        self.slot(self.epoch(now))
+            .calls
+            .fetch_add(1, Ordering::AcqRel);
     }
 
     /// Takes one retry from the budget; `false` when it is spent.
     pub fn try_withdraw(&self, now: Instant) -> bool {
         let s = self.settings;
-        self.with_slots(now, |slots, epoch| {
-            let oldest = epoch.saturating_sub(SLOTS as u64 - 1);
-            let (calls, retries) = slots
-                .iter()
-                .filter(|sl| sl.epoch >= oldest && sl.epoch <= epoch)
-                .fold((0u64, 0u64), |(c, r), sl| (c + sl.calls, r + sl.retries));
-            let allowed =
-                calls as f64 * s.percent + f64::from(s.min_per_second) * s.ttl.as_secs_f64();
-            if (retries + 1) as f64 <= allowed {
-                slots[(epoch % SLOTS as u64) as usize].retries += 1;
-                true
-            } else {
-                false
+        let epoch = self.epoch(now);
+        let current = self.slot(epoch);
+        let oldest = epoch.saturating_sub(SLOTS as u64 - 1);
+        let (mut calls, mut retries) = (0u64, 0u64);
+        for sl in &self.slots {
+            let e = sl.epoch.load(Ordering::Acquire);
+            if e >= oldest && e <= epoch {
+                calls += sl.calls.load(Ordering::Acquire);
+                retries += sl.retries.load(Ordering::Acquire);
             }
-        })
+        }
+        let allowed = calls as f64 * s.percent + f64::from(s.min_per_second) * s.ttl.as_secs_f64();
+        if (retries + 1) as f64 <= allowed {
+            current.retries.fetch_add(1, Ordering::AcqRel);
+            true
+        } else {
+            false
+        }
     }
 }
 

@@ -84,10 +84,11 @@ const COUNTING_RANGE: u64 = 64;
 /// drawn only for tied indices (not at all when every key differs).
 ///
 /// Keys within a range of [`COUNTING_RANGE`] (calls in flight, say) are
-/// sorted by counting, in place, in O(n); wider ones by a comparison sort,
-/// O(n log n). No allocation.
+/// sorted by counting in O(n), with `out`'s spare capacity as the scatter
+/// buffer; wider ones by a comparison sort, O(n log n). No allocation
+/// besides `out` itself.
 pub(crate) fn sort_random_ties(
-    out: &mut [usize],
+    out: &mut Vec<usize>,
     universe: usize,
     key: impl Fn(usize) -> u64,
     rng: &mut dyn RngCore,
@@ -108,42 +109,47 @@ pub(crate) fn sort_random_ties(
     }
 }
 
-/// In-place counting sort (American flag sort) by `bucket(i) <
-/// COUNTING_RANGE`, then a shuffle of every bucket.
+/// Counting sort by `bucket(i) < COUNTING_RANGE`: count, then scatter into
+/// the second half of `out` with an inside-out Fisher-Yates shuffle per
+/// bucket, then move back. Two sequential passes over the keys, no
+/// dependent loads.
 fn counting_sort_random_ties(
-    out: &mut [usize],
+    out: &mut Vec<usize>,
     bucket: impl Fn(usize) -> usize,
     rng: &mut dyn RngCore,
 ) {
     const R: usize = COUNTING_RANGE as usize;
-    let mut ends = [0usize; R];
-    for &i in out.iter() {
-        ends[bucket(i)] += 1;
-    }
+    let m = out.len();
     let mut next = [0usize; R];
-    let mut sum = 0;
-    for (n, e) in next.iter_mut().zip(ends.iter_mut()) {
+    for &i in out.iter() {
+        next[bucket(i)] += 1;
+    }
+    let mut sum = m;
+    for n in next.iter_mut() {
+        let count = *n;
         *n = sum;
-        sum += *e;
-        *e = sum;
+        sum += count;
     }
     let starts = next;
-    for b in 0..R {
-        while next[b] < ends[b] {
-            let kb = bucket(out[next[b]]);
-            if kb == b {
-                next[b] += 1;
-            } else {
-                out.swap(next[b], next[kb]);
-                next[kb] += 1;
-            }
+    out.resize(2 * m, 0);
+    for j in 0..m {
+        let i = out[j];
+        let b = bucket(i);
+        let p = next[b];
+        next[b] += 1;
+        // Inside-out shuffle: the new one takes a uniform slot of the
+        // bucket so far, and the one there moves to the end.
+        let filled = p - starts[b];
+        if filled == 0 {
+            out[p] = i;
+        } else {
+            let q = starts[b] + below(rng, filled + 1);
+            out[p] = out[q];
+            out[q] = i;
         }
     }
-    for (&s, &e) in starts.iter().zip(ends.iter()) {
-        if e - s > 1 {
-            shuffle(&mut out[s..e], rng);
-        }
-    }
+    out.copy_within(m.., 0);
+    out.truncate(m);
 }
 
 /// Shuffles every run of equal keys of the sorted `out`.
