@@ -1,7 +1,11 @@
 //! The admission check of one call in memory: reserve (rpm + tpm, optionally
 //! a provider budget) and settle, uncontended and from 64 concurrent tasks.
 //!
-//! Run with `cargo bench -p lb-budget --bench admission`.
+//! Run with `cargo bench -p lb-budget --bench admission`; criterion writes
+//! `target/criterion/admission/*/new/estimates.json`.
+
+// `criterion_group!` generates undocumented items.
+#![allow(missing_docs)]
 
 use std::future::Future;
 use std::sync::Arc;
@@ -118,6 +122,7 @@ fn contended(c: &mut Criterion) {
         g.bench_function(name, |bench| {
             bench.iter_custom(|iters| {
                 let per_task = iters.div_ceil(TASKS);
+                #[allow(clippy::disallowed_methods)] // the benchmark's own stopwatch
                 let start = Instant::now();
                 rt.block_on(async {
                     let tasks: Vec<_> = (0..TASKS)

@@ -599,8 +599,10 @@ mod tests {
         assert_eq!(calc.context_window("azure/gpt-4o"), Some(128_000));
         assert_eq!(calc.context_window("text-embedding-3-large"), Some(8_191));
         assert_eq!(calc.context_window("unknown"), None);
-        let mut p = ModelPrice::default();
-        p.max_tokens = Some(4_096);
+        let p = ModelPrice {
+            max_tokens: Some(4_096),
+            ..ModelPrice::default()
+        };
         assert_eq!(p.context_window(), Some(4_096));
     }
 

@@ -6,7 +6,9 @@
 //!
 //! - Limits and budgets are reserved **before** the call, all in one atomic
 //!   step on a [`CounterStore`](lb_core::CounterStore) ([`AdmissionPlan`],
-//!   [`Admission`]), and settled with the real usage after it. The memory
+//!   [`Admission`]), and settled with the real usage after it; the router
+//!   builds each deployment's [`DeploymentKeys`] once, so a call allocates
+//!   no key. The memory
 //!   backend is [`MemoryStore`]; a Redis backend implements the same
 //!   lb-core traits with the same semantics.
 //! - Concurrency caps (`max_parallel_requests`) are held by a

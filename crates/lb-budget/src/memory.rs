@@ -233,19 +233,28 @@ impl MemoryStore {
             }
         }
 
-        // Check every item, summing earlier items on the same counter.
+        // One pass: add each item while all fit; after the first that does
+        // not, only check the rest (to report the one that resets last),
+        // then take back what was added.
+        let mut applied = 0;
         let mut worst: Option<Denied> = None;
         for (i, item) in items.iter().enumerate() {
             let Some(g) = guards[shards[i]].as_mut() else {
                 continue;
             };
-            let slot = *g.slot(&item.key, item.window, item.window.index(now));
+            let slot = g.slot(&item.key, item.window, item.window.index(now));
             indices[i] = slot.index;
-            let earlier = items[..i]
+            if worst.is_none() && slot.value.saturating_add(item.amount) <= item.limit {
+                slot.value += item.amount;
+                applied = i + 1;
+                continue;
+            }
+            // Earlier items on the same counter that were not added count too.
+            let pending = items[applied..i]
                 .iter()
                 .filter(|e| e.window == item.window && e.key == item.key)
                 .fold(0u64, |sum, e| sum.saturating_add(e.amount));
-            let current = slot.value.saturating_add(earlier);
+            let current = slot.value.saturating_add(pending);
             if current.saturating_add(item.amount) > item.limit {
                 let reset_at = item.window.end_of(slot.index);
                 let retry_after = reset_at.duration_since(now).unwrap_or_default();
@@ -263,15 +272,19 @@ impl MemoryStore {
             }
         }
         if let Some(denied) = worst {
+            for (i, item) in items[..applied].iter().enumerate() {
+                if let Some(slot) = guards[shards[i]]
+                    .as_mut()
+                    .and_then(|g| g.existing(&item.key, item.window))
+                {
+                    slot.value = slot.value.saturating_sub(item.amount);
+                }
+            }
             return Err(denied);
         }
 
         let mut reserved = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            if let Some(g) = guards[shards[i]].as_mut() {
-                let slot = g.slot(&item.key, item.window, indices[i]);
-                slot.value = slot.value.saturating_add(item.amount);
-            }
             reserved.push(Reserved {
                 key: item.key.clone(),
                 window: item.window,

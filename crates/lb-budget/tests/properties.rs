@@ -3,6 +3,8 @@
 //! its limit allows (plus the overruns of estimates), and concurrency
 //! permits never exceed their cap and all come back.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
@@ -303,6 +305,6 @@ fn admissions_from_many_tasks_respect_rpm_and_tpm() {
         }
     });
     let (requests, tokens, overrun) = *admitted.lock().unwrap();
-    assert!(requests >= 1 && requests <= 40, "{requests}");
+    assert!((1..=40).contains(&requests), "{requests}");
     assert!(tokens <= 4_000 + overrun, "{tokens} > 4000 + {overrun}");
 }

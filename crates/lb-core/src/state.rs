@@ -55,9 +55,23 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// The name of one counter, e.g. `deployment:azure-eu:tpm`.
 ///
 /// Keys are plain strings so every backend can store them as they are (a
-/// Redis backend prefixes them and appends the window).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Redis backend prefixes them and appends the window). Clones share the
+/// string, and comparing two clones of one key is a pointer comparison, so
+/// build keys once per deployment and clone them per call.
+#[derive(Clone, Eq, PartialOrd, Ord)]
 pub struct CounterKey(Arc<str>);
+
+impl PartialEq for CounterKey {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl std::hash::Hash for CounterKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
 
 impl CounterKey {
     /// Wraps a key.
