@@ -6,6 +6,7 @@
 mod errors;
 mod gateway;
 mod library;
+mod limits;
 mod openai_client;
 mod reliability;
 mod streaming;

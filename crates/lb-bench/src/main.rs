@@ -3,6 +3,7 @@
 //! against direct-to-mock calls in the same run.
 
 mod load;
+mod strategy_report;
 
 /// mimalloc: the allocator the gateway binary ships with, for the whole benchmark process.
 #[global_allocator]
@@ -45,6 +46,15 @@ enum Cmd {
         #[arg(long, default_value_t = 5000)]
         latency_requests: u64,
         /// Where to write the results (a generated section is replaced).
+        #[arg(long, default_value = "docs/benchmarks.md")]
+        out: String,
+    },
+    /// The routing strategies' criterion results (`cargo bench -p lb-strategies --bench rank`) as a table.
+    StrategyReport {
+        /// Criterion's output directory.
+        #[arg(long, default_value = "target/criterion")]
+        criterion_dir: String,
+        /// Where to write the table (a generated section is replaced).
         #[arg(long, default_value = "docs/benchmarks.md")]
         out: String,
     },
@@ -372,7 +382,7 @@ async fn bench(
     let failed = c1.direct.failed + c1.gateway.failed + c64.direct.failed + c64.gateway.failed;
     let report = report(&c1, &c64, &ceiling, seconds, latency_requests, failed);
     println!("{report}");
-    write_section(out, &report).map_err(|e| format!("cannot write {out}: {e}"))?;
+    write_section(out, START, END, &report).map_err(|e| format!("cannot write {out}: {e}"))?;
     eprintln!("written to {out}");
     if failed > 0 {
         return Err(format!("{failed} benchmark requests failed"));
@@ -452,12 +462,12 @@ Failed requests in the run: {failed}.\n",
 const START: &str = "<!-- bench:gateway:start -->";
 const END: &str = "<!-- bench:gateway:end -->";
 
-fn write_section(path: &str, section: &str) -> std::io::Result<()> {
+fn write_section(path: &str, start: &str, end: &str, section: &str) -> std::io::Result<()> {
     let existing = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n\n".to_owned());
-    let block = format!("{START}\n{section}{END}");
-    let text = match (existing.find(START), existing.find(END)) {
+    let block = format!("{start}\n{section}{end}");
+    let text = match (existing.find(start), existing.find(end)) {
         (Some(s), Some(e)) if e > s => {
-            format!("{}{}{}", &existing[..s], block, &existing[e + END.len()..])
+            format!("{}{}{}", &existing[..s], block, &existing[e + end.len()..])
         }
         _ => format!("{}\n{}\n", existing.trim_end(), block),
     };
@@ -498,6 +508,7 @@ fn main() -> std::process::ExitCode {
                 Err(e) => Err(e),
             }
         }
+        Cmd::StrategyReport { criterion_dir, out } => strategy_report::run(&criterion_dir, &out),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

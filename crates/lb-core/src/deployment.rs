@@ -84,6 +84,15 @@ pub struct Deployment {
     pub num_retries: Option<u32>,
     /// Cooldown after a failure that cools it down (`Some(0)`: never cool it down).
     pub cooldown_time: Option<Duration>,
+    /// Most calls in flight at once (`max_parallel_requests`).
+    pub max_parallel_requests: Option<u32>,
+    /// Spend budget in USD per `budget_duration` (`max_budget`).
+    pub max_budget: Option<f64>,
+    /// The window of `max_budget`.
+    pub budget_duration: Option<crate::state::Window>,
+    /// The model whose prices and context window apply (`base_model`, e.g.
+    /// for an Azure deployment with a custom name).
+    pub base_model: Option<String>,
     /// Tags for tag routing.
     pub tags: Vec<String>,
     /// Price per input token, USD.
@@ -121,6 +130,10 @@ impl Deployment {
             stream_timeout: None,
             num_retries: None,
             cooldown_time: None,
+            max_parallel_requests: None,
+            max_budget: None,
+            budget_duration: None,
+            base_model: None,
             tags: Vec::new(),
             input_cost_per_token: None,
             output_cost_per_token: None,

@@ -116,6 +116,21 @@ fn meta_headers(headers: &mut HeaderMap, meta: &ResponseMeta, request_id: &str) 
         HeaderValue::from(meta.fallbacks),
     );
     set(headers, "x-litellm-call-id", request_id);
+    if let Some(cost) = meta.cost {
+        set(headers, "x-litellm-response-cost", &format!("{cost}"));
+    }
+    if let Some(r) = &meta.rate_limits {
+        for (name, value) in [
+            ("x-ratelimit-limit-requests", r.limit_requests),
+            ("x-ratelimit-remaining-requests", r.remaining_requests),
+            ("x-ratelimit-limit-tokens", r.limit_tokens),
+            ("x-ratelimit-remaining-tokens", r.remaining_tokens),
+        ] {
+            if let Some(v) = value {
+                headers.insert(HeaderName::from_static(name), HeaderValue::from(v));
+            }
+        }
+    }
 }
 
 fn log_done(
@@ -272,6 +287,28 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
         "unhealthy_endpoints": unhealthy,
     }))
     .into_response()
+}
+
+/// `GET /provider/budgets`: budget, spend and reset time per provider (LiteLLM's shape).
+pub(crate) async fn provider_budgets(State(state): State<AppState>) -> Response {
+    let mut providers = serde_json::Map::new();
+    for b in state.router.provider_budgets().await {
+        let reset = b
+            .reset_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        providers.insert(
+            b.name.clone(),
+            json!({
+                "budget_limit": b.budget_limit,
+                "time_period": b.window.to_string(),
+                "spend": b.spend,
+                "budget_reset_at": reset,
+            }),
+        );
+    }
+    Json(json!({"providers": providers})).into_response()
 }
 
 /// `GET /health/liveliness`: the process answers.

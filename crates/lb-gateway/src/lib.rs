@@ -93,6 +93,7 @@ pub fn app(router: Router, options: GatewayOptions) -> HttpRouter {
         .route("/v1/models", get(handlers::models))
         .route("/models", get(handlers::models))
         .route("/health", get(handlers::health))
+        .route("/provider/budgets", get(handlers::provider_budgets))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,

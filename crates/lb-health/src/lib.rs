@@ -33,6 +33,7 @@ pub use cooldown::{
     AllowedFailsPolicy, Availability, CooldownEvent, CooldownReason, CooldownSettings,
     FailureContext, HealthSnapshot, HealthTracker, Trial, counts_against_deployment,
 };
+pub use latency::{LatencyWindow, PeakEwma};
 pub use lb_core::ErrorClass;
 pub use policy::{FailureAction, RetryPolicy, after_failure};
 pub use retry::{Backoff, RetryBudget, RetryBudgetSettings};

@@ -6,6 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use lb_budget::{
+    BudgetLimit, Budgets, CostCalculator, DeploymentKeys, MemoryStore, PriceTable,
+    max_parallel_requests, usd_to_micros_floor,
+};
+use lb_core::{ConcurrencyStore, CounterStore};
 use lb_core::{Deployment, DeploymentId, SharedClock, SystemClock};
 use lb_health::{DeploymentStats, HealthTracker, RetryBudget};
 use lb_providers::{HttpClient, OpenAiCompatible, Provider};
@@ -15,6 +20,7 @@ use rand::{RngCore, SeedableRng};
 
 use crate::config::{AliasTarget, RouterConfig, RouterSettings};
 use crate::error::ConfigError;
+use crate::limits::Limits;
 use crate::router::{Entry, Inner, Router};
 
 /// Builds a [`Router`] from deployments and settings.
@@ -28,6 +34,9 @@ pub struct RouterBuilder {
     clock: Option<SharedClock>,
     http: Option<HttpClient>,
     warnings: Vec<String>,
+    counter_store: Option<Arc<dyn CounterStore>>,
+    concurrency_store: Option<Arc<dyn ConcurrencyStore>>,
+    prices: Option<PriceTable>,
 }
 
 impl std::fmt::Debug for RouterBuilder {
@@ -152,6 +161,26 @@ impl RouterBuilder {
         self
     }
 
+    /// Keeps rate-limit and budget counters in `store` (default: in memory;
+    /// a shared store makes limits global across instances).
+    pub fn counter_store(mut self, store: Arc<dyn CounterStore>) -> Self {
+        self.counter_store = Some(store);
+        self
+    }
+
+    /// Keeps concurrency counts in `store` (default: in memory).
+    pub fn concurrency_store(mut self, store: Arc<dyn ConcurrencyStore>) -> Self {
+        self.concurrency_store = Some(store);
+        self
+    }
+
+    /// Prices calls with `table` (default: the built-in table, plus
+    /// `model_cost_map` when set).
+    pub fn price_table(mut self, table: PriceTable) -> Self {
+        self.prices = Some(table);
+        self
+    }
+
     /// Uses `http` for every deployment (default: one new pooled client).
     pub fn http_client(mut self, http: HttpClient) -> Self {
         self.http = Some(http);
@@ -160,7 +189,7 @@ impl RouterBuilder {
 
     /// Validates everything and builds the router. Warnings about ignored
     /// config keys are logged once, here.
-    pub fn build(self) -> Result<Router, ConfigError> {
+    pub fn build(mut self) -> Result<Router, ConfigError> {
         let clock = self.clock.unwrap_or_else(SystemClock::shared);
         let http = self.http.unwrap_or_default();
         let providers = self.providers;
@@ -210,6 +239,13 @@ impl RouterBuilder {
             }
         }
         check_fallbacks(&self.settings, &groups, &by_id)?;
+        let limits = build_limits(
+            &self.settings,
+            &entries,
+            self.prices.take(),
+            self.counter_store.take(),
+            self.concurrency_store.take(),
+        )?;
         for w in &self.warnings {
             tracing::warn!("config: {w}");
         }
@@ -229,6 +265,7 @@ impl RouterBuilder {
                     now,
                 )),
                 retry_budget: RetryBudget::new(self.settings.retry_budget, now),
+                limits,
                 entries,
                 groups,
                 group_order,
@@ -243,6 +280,76 @@ impl RouterBuilder {
             }),
         })
     }
+}
+
+/// Price table, budgets, counter keys, caps and context windows.
+fn build_limits(
+    settings: &RouterSettings,
+    entries: &[Entry],
+    prices: Option<PriceTable>,
+    counter_store: Option<Arc<dyn CounterStore>>,
+    concurrency_store: Option<Arc<dyn ConcurrencyStore>>,
+) -> Result<Limits, ConfigError> {
+    let mut table = prices.unwrap_or_else(PriceTable::builtin);
+    if let Some(path) = &settings.model_cost_map {
+        let extra = PriceTable::from_path(path).map_err(|e| ConfigError::Invalid {
+            path: "router_settings.model_cost_map".to_owned(),
+            message: e.to_string(),
+        })?;
+        table.extend(extra);
+    }
+    let mut costs = CostCalculator::new(table);
+    let mut budgets = Budgets::new();
+    for (provider, limit) in &settings.provider_budgets {
+        budgets.set_provider(provider, *limit);
+    }
+    for e in entries {
+        let d = &e.deployment;
+        if let Some(base) = &d.base_model {
+            costs.set_base_model(d.id.clone(), base.clone());
+        }
+        if let (Some(usd), Some(window)) = (d.max_budget, d.budget_duration) {
+            if usd > 0.0 {
+                budgets.set_deployment(
+                    d.id.clone(),
+                    BudgetLimit {
+                        limit_usd: usd,
+                        limit_micros: usd_to_micros_floor(usd),
+                        window,
+                    },
+                );
+            }
+        }
+    }
+    let memory = Arc::new(MemoryStore::new());
+    let needs_usage = !budgets.is_empty() || entries.iter().any(|e| e.deployment.tpm.is_some());
+    Ok(Limits {
+        needs_usage,
+        store: counter_store.unwrap_or_else(|| memory.clone()),
+        concurrency: concurrency_store.unwrap_or(memory),
+        keys: entries
+            .iter()
+            .map(|e| DeploymentKeys::new(&e.deployment.id))
+            .collect(),
+        caps: entries
+            .iter()
+            .map(|e| {
+                let d = &e.deployment;
+                max_parallel_requests(
+                    d.max_parallel_requests,
+                    d.rpm,
+                    d.tpm,
+                    settings.default_max_parallel_requests,
+                )
+            })
+            .collect(),
+        context_windows: entries
+            .iter()
+            .map(|e| costs.deployment_context_window(&e.deployment))
+            .collect(),
+        costs,
+        budgets,
+    })
 }
 
 /// Every fallback names a group, alias or deployment id.

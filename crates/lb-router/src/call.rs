@@ -15,6 +15,7 @@ use lb_strategies::{CallContext, Candidate};
 use rand::Rng;
 
 use crate::error::{AttemptFailure, RouterError};
+use crate::limits::{Admit, Held};
 use crate::router::{CallOptions, Op, Output, ResponseMeta, Router, Target};
 
 /// A group's successful attempt.
@@ -24,14 +25,20 @@ struct GroupSuccess {
     guard: InFlight,
     retries: u32,
     max_retries: u32,
+    /// The attempt's admission, for a stream to settle when it ends.
+    held: Option<Held>,
+    cost: Option<f64>,
 }
 
 /// Why a group gave up.
 struct GroupFailure {
     /// The class of the error that ended the group, if any attempt was made.
     class: Option<ErrorClass>,
-    /// Every deployment of the group was cooling down; the soonest returns then.
+    /// Every deployment of the group was cooling down or over a limit; the
+    /// soonest has room again then.
     all_cooling_until: Option<Instant>,
+    /// The limits and budgets that kept deployments out.
+    limits: Vec<String>,
 }
 
 /// Why the group loop stopped retrying, for the debug log.
@@ -51,7 +58,7 @@ impl Router {
         target: Target,
         opts: &CallOptions,
         op: Op<'_>,
-    ) -> Result<(Output, ResponseMeta, InFlight), RouterError> {
+    ) -> Result<(Output, ResponseMeta, (InFlight, Option<Held>)), RouterError> {
         let inner = &*self.inner;
         let start = inner.clock.now();
         inner.retry_budget.deposit(start);
@@ -68,6 +75,7 @@ impl Router {
         let mut tried: Vec<Arc<str>> = Vec::new();
         let mut all_cooling_until: Option<Instant> = None;
         let mut every_group_cooling = true;
+        let mut limits: Vec<String> = Vec::new();
         while let Some((group, direct)) = stack.pop() {
             if tried.contains(&group) {
                 continue;
@@ -93,11 +101,14 @@ impl Router {
                         max_retries: s.max_retries,
                         fallbacks: u32::try_from(tried.len() - 1).unwrap_or(u32::MAX),
                         latency: now.saturating_duration_since(start),
+                        cost: s.cost,
+                        rate_limits: None,
                         index: s.index,
                     };
-                    return Ok((s.out, meta, s.guard));
+                    return Ok((s.out, meta, (s.guard, s.held)));
                 }
                 Err(f) => {
+                    limits.extend(f.limits);
                     match f.all_cooling_until {
                         Some(until) => {
                             all_cooling_until =
@@ -137,6 +148,7 @@ impl Router {
         if let (true, Some(until)) = (every_group_cooling && only_rate_limits, all_cooling_until) {
             return Err(RouterError::NoCapacity {
                 group: primary,
+                limits,
                 retry_after: until.saturating_duration_since(now),
                 attempts,
                 fallbacks,
@@ -229,9 +241,42 @@ impl Router {
             return Err(GroupFailure {
                 class: None,
                 all_cooling_until: soonest.or(Some(now)),
+                limits: Vec::new(),
             });
         }
-        let order = self.rank(group, &usable, op);
+        let estimated_tokens = match op {
+            Op::Chat(req) | Op::Stream(req) => lb_budget::estimate_call_tokens(req),
+            Op::Embed(req) => lb_budget::estimate_embedding_tokens(req),
+        };
+        if let (true, Op::Chat(req) | Op::Stream(req)) = (s.enable_pre_call_checks, op) {
+            // Pre-call checks: leave out deployments whose context window is
+            // smaller than the prompt; with none left, a context-window error.
+            let prompt = lb_budget::estimate_prompt_tokens(req);
+            let before = usable.len();
+            usable.retain(|&i| self.fits_context(i, prompt));
+            if usable.is_empty() && before > 0 {
+                attempts.push(AttemptFailure {
+                    deployment: inner.entries[members[0]].deployment.id.clone(),
+                    error: UpstreamError::new(
+                        ErrorClass::ContextWindowExceeded,
+                        format!(
+                            "pre-call check: the prompt (about {prompt} tokens) exceeds the context window of every deployment of model group {group}"
+                        ),
+                    )
+                    .with_status(400)
+                    .with_code(Some("context_length_exceeded".to_owned())),
+                });
+                return Err(GroupFailure {
+                    class: Some(ErrorClass::ContextWindowExceeded),
+                    all_cooling_until: None,
+                    limits: Vec::new(),
+                });
+            }
+        }
+        let order = self.rank(group, &usable, op, estimated_tokens);
+        let mut limits: Vec<String> = Vec::new();
+        let mut limit_soonest: Option<Instant> = None;
+        let mut over_limit: Vec<usize> = Vec::new();
         let policy = s
             .model_group_retry_policy
             .get(&**group)
@@ -301,11 +346,43 @@ impl Router {
                     }
                 }
             }
+            // Limits, budgets and concurrency caps, reserved before the call.
+            let held = match self.admit(i, op, estimated_tokens).await {
+                Admit::Go(held) => held,
+                Admit::Skip {
+                    reason,
+                    retry_after,
+                } => {
+                    tracing::debug!(group = %group, limit = %reason, "deployment skipped: over a limit");
+                    let at = inner.clock.now() + retry_after.unwrap_or(Duration::from_secs(1));
+                    limit_soonest = Some(limit_soonest.map_or(at, |u| u.min(at)));
+                    limits.push(reason);
+                    over_limit.push(i);
+                    if wait.is_some() {
+                        break Stop::NoCandidateLeft;
+                    }
+                    continue;
+                }
+            };
             group_attempts += 1;
             match self.attempt(i, opts, op).await {
                 Ok((out, guard)) => {
                     inner.health.record_success(i, inner.clock.now());
                     drop(trial);
+                    // Settle what is known now; a stream settles when it ends.
+                    let (cost, held) = match &out {
+                        Output::Chat(resp) => {
+                            let cost = resp.usage.as_ref().and_then(|u| self.cost_of(i, u));
+                            held.settle(resp.usage.as_ref(), cost).await;
+                            (cost, None)
+                        }
+                        Output::Embed(resp) => {
+                            let cost = resp.usage.as_ref().and_then(|u| self.cost_of(i, u));
+                            held.settle(resp.usage.as_ref(), cost).await;
+                            (cost, None)
+                        }
+                        Output::Stream(_) => (None, Some(held)),
+                    };
                     if let (Output::Chat(resp), true) =
                         (&out, s.content_policy_fallbacks.contains_key(&**group))
                     {
@@ -327,6 +404,7 @@ impl Router {
                             return Err(GroupFailure {
                                 class: Some(ErrorClass::ContentPolicy),
                                 all_cooling_until: None,
+                                limits,
                             });
                         }
                     }
@@ -336,9 +414,12 @@ impl Router {
                         guard,
                         retries: group_attempts - 1,
                         max_retries,
+                        held,
+                        cost,
                     });
                 }
                 Err(error) => {
+                    held.settle_failed().await;
                     self.record_failure(i, &error);
                     drop(trial);
                     let d = &inner.entries[i].deployment;
@@ -363,21 +444,30 @@ impl Router {
         let all_cooling_until = if direct.is_some() {
             None
         } else {
-            self.all_cooling(&members)
+            self.all_unavailable(&members, &over_limit, limit_soonest)
         };
         Err(GroupFailure {
             class: last.map(|(_, c, _, _)| c),
             all_cooling_until,
+            limits,
         })
     }
 
-    /// When every deployment in `members` is cooling down now, the soonest
-    /// end of those cooldowns.
-    fn all_cooling(&self, members: &[usize]) -> Option<Instant> {
+    /// When every deployment in `members` is cooling down or over a limit
+    /// now, the soonest moment one has room again.
+    fn all_unavailable(
+        &self,
+        members: &[usize],
+        over_limit: &[usize],
+        limit_soonest: Option<Instant>,
+    ) -> Option<Instant> {
         let inner = &*self.inner;
         let now = inner.clock.now();
-        let mut soonest: Option<Instant> = None;
+        let mut soonest: Option<Instant> = limit_soonest;
         for &i in members {
+            if over_limit.contains(&i) {
+                continue;
+            }
             match inner.health.check(i, now) {
                 Availability::CoolingDown { until, .. } => {
                     soonest = Some(soonest.map_or(until, |u| u.min(until)))
@@ -389,7 +479,7 @@ impl Router {
     }
 
     /// Ranks `usable` deployments of `group` with the strategy.
-    fn rank(&self, group: &str, usable: &[usize], op: Op<'_>) -> Vec<usize> {
+    fn rank(&self, group: &str, usable: &[usize], op: Op<'_>, estimated_tokens: u64) -> Vec<usize> {
         let inner = &*self.inner;
         if usable.len() == 1 {
             return usable.to_vec();
@@ -398,14 +488,12 @@ impl Router {
             .iter()
             .map(|&i| Candidate {
                 in_flight: inner.entries[i].stats.in_flight(),
+                cost_per_token: self.cost_per_token(i),
                 ..Candidate::new(&inner.entries[i].deployment)
             })
             .collect();
         let call = CallContext {
-            estimated_tokens: match op {
-                Op::Chat(req) | Op::Stream(req) => lb_budget::estimate_call_tokens(req),
-                Op::Embed(req) => lb_budget::estimate_embedding_tokens(req),
-            },
+            estimated_tokens,
             stream: matches!(op, Op::Stream(_)),
         };
         let mut ranked = Vec::with_capacity(candidates.len());

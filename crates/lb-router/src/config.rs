@@ -8,10 +8,11 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use lb_core::{Deployment, DeploymentId, Secret};
+use lb_budget::BudgetLimit;
+use lb_core::{Deployment, DeploymentId, Secret, Window};
 use lb_health::{AllowedFailsPolicy, Backoff, CooldownSettings, RetryBudgetSettings, RetryPolicy};
 use lb_strategies::StrategyKind;
 use serde_yaml::Value;
@@ -72,6 +73,14 @@ pub struct RouterSettings {
     pub max_fallbacks: u32,
     /// `background_health_checks` with `health_check_interval`: probe every deployment this often.
     pub health_check_interval: Option<Duration>,
+    /// `default_max_parallel_requests`: the concurrency cap of deployments without their own.
+    pub default_max_parallel_requests: Option<u32>,
+    /// `provider_budget_config`: provider -> spend budget.
+    pub provider_budgets: Vec<(String, BudgetLimit)>,
+    /// `enable_pre_call_checks`: skip deployments whose context window is smaller than the prompt.
+    pub enable_pre_call_checks: bool,
+    /// `model_cost_map`: a price file in LiteLLM's schema, layered over the built-in table.
+    pub model_cost_map: Option<PathBuf>,
 }
 
 /// Longest Retry-After waited out by default.
@@ -102,6 +111,10 @@ impl Default for RouterSettings {
             default_fallbacks: Vec::new(),
             max_fallbacks: DEFAULT_MAX_FALLBACKS,
             health_check_interval: None,
+            default_max_parallel_requests: None,
+            provider_budgets: Vec::new(),
+            enable_pre_call_checks: false,
+            model_cost_map: None,
         }
     }
 }
@@ -179,12 +192,8 @@ const FORWARDED_PARAMS: &[&str] = &[
 /// `litellm_params` keys LiteLLM knows that this project reads but does not
 /// act on yet.
 const PARAMS_NOT_IMPLEMENTED: &[&str] = &[
-    "max_parallel_requests",
-    "max_budget",
-    "budget_duration",
     "region_name",
     "organization",
-    "base_model",
     "mock_response",
     "allowed_fails",
     "supports_prefill",
@@ -205,17 +214,13 @@ const MODEL_INFO_NOT_IMPLEMENTED: &[&str] = &[
     "allowed_fails",
     "allowed_fails_policy",
     "cooldown_time",
-    "base_model",
     "max_input_tokens",
 ];
 
 const ROUTER_SETTINGS_NOT_IMPLEMENTED: &[&str] = &[
     "routing_strategy_args",
-    "enable_pre_call_checks",
     "enable_tag_filtering",
     "optional_pre_call_checks",
-    "provider_budget_config",
-    "default_max_parallel_requests",
     "redis_host",
     "redis_port",
     "redis_password",
@@ -236,7 +241,6 @@ const ROUTER_SETTINGS_NOT_IMPLEMENTED: &[&str] = &[
     "ignore_invalid_deployments",
     "max_stream_continuations",
     "stream_idle_timeout",
-    "model_cost_map",
 ];
 
 struct Parser {
@@ -380,6 +384,12 @@ impl Parser {
                 format!("expected {what}, got {}", describe(&self.resolve(v, path)?)),
             ))
         }
+    }
+
+    fn positive_u32(&self, v: &Value, path: &str) -> Result<u32, ConfigError> {
+        let n = self.positive_int(v, path)?;
+        u32::try_from(n)
+            .map_err(|_| invalid(path, format!("expected at most {}, got {n}", u32::MAX)))
     }
 
     fn small_int(&self, v: &Value, path: &str) -> Result<u32, ConfigError> {
@@ -692,6 +702,46 @@ impl Parser {
                     }
                 }
                 "health_check_interval" => health_interval = Some(self.seconds(v, &path)?),
+                "default_max_parallel_requests" => {
+                    cfg.settings.default_max_parallel_requests = Some(self.positive_u32(v, &path)?);
+                }
+                "enable_pre_call_checks" => {
+                    cfg.settings.enable_pre_call_checks = self.boolean(v, &path)?
+                }
+                "model_cost_map" => {
+                    cfg.settings.model_cost_map = Some(PathBuf::from(self.string(v, &path)?))
+                }
+                "provider_budget_config" => {
+                    for (provider, entry) in mapping(v, &path)? {
+                        let ppath = join(&path, provider);
+                        let mut limit = None;
+                        let mut period = None;
+                        for (bk, bv) in mapping(entry, &ppath)? {
+                            let bpath = join(&ppath, bk);
+                            match bk {
+                                "budget_limit" | "max_budget" => {
+                                    limit = Some(self.non_negative(bv, &bpath)?)
+                                }
+                                "time_period" | "budget_duration" => {
+                                    period = Some(self.string(bv, &bpath)?)
+                                }
+                                _ => cfg
+                                    .warnings
+                                    .push(format!("{bpath} is not a known key and is ignored")),
+                            }
+                        }
+                        let limit = limit
+                            .ok_or_else(|| invalid(&join(&ppath, "budget_limit"), "required"))?;
+                        let period = period
+                            .ok_or_else(|| invalid(&join(&ppath, "time_period"), "required"))?;
+                        let parsed =
+                            BudgetLimit::parse(limit, &period, &join(&ppath, "time_period"))
+                                .map_err(|e| invalid(&e.path, e.message))?;
+                        if let Some(b) = parsed {
+                            cfg.settings.provider_budgets.push((provider.to_owned(), b));
+                        }
+                    }
+                }
                 "model_group_alias" => {
                     for (alias, target) in mapping(v, &path)? {
                         let apath = join(&path, alias);
@@ -962,6 +1012,16 @@ impl Parser {
                     });
                 }
                 "num_retries" => d.num_retries = Some(self.small_int(v, &p)?),
+                "max_parallel_requests" => {
+                    d.max_parallel_requests = Some(self.positive_u32(v, &p)?)
+                }
+                "max_budget" => d.max_budget = Some(self.non_negative(v, &p)?),
+                "budget_duration" => {
+                    let text = self.string(v, &p)?;
+                    d.budget_duration =
+                        Some(Window::parse(&text).map_err(|e| invalid(&p, e.to_string()))?);
+                }
+                "base_model" => d.base_model = Some(self.string(v, &p)?),
                 "tags" => {
                     d.tags = self.string_list(v, &p)?;
                     warnings.push(format!(
@@ -1002,10 +1062,16 @@ impl Parser {
                 }
             }
         }
-        if d.rpm.is_some() || d.tpm.is_some() {
-            warnings.push(format!(
-                "{path}: rpm/tpm are used as shuffle weights; enforcing them as limits is not implemented yet"
+        if d.max_budget.is_some() && d.budget_duration.is_none() {
+            return Err(invalid(
+                &join(&params_path, "budget_duration"),
+                "required with max_budget",
             ));
+        }
+        if d.base_model.is_none() {
+            if let Some((_, v)) = info.iter().find(|(k, _)| *k == "base_model") {
+                d.base_model = Some(self.string(v, &join(&info_path, "base_model"))?);
+            }
         }
         for (k, _) in &info {
             if MODEL_INFO_NOT_IMPLEMENTED.contains(k) {
@@ -1262,7 +1328,6 @@ general_settings:
         assert_eq!(cfg.general.master_key.as_ref().unwrap().expose(), "sk-1234");
         let w = cfg.warnings.join("\n");
         for expected in [
-            "model_list[0]: rpm/tpm are used as shuffle weights; enforcing them as limits is not implemented yet",
             "model_list[0].litellm_params.order is read but order-based routing is not implemented yet",
             "model_list[0].litellm_params.tags is read but tag routing is not implemented yet",
             "model_list[0].litellm_params.input_cost_per_token is read but cost tracking is not implemented yet",

@@ -68,10 +68,12 @@ pub enum RouterError {
         fallbacks: Vec<Arc<str>>,
     },
     /// Every deployment that could serve the call is cooling down.
-    #[error("{}", no_capacity_message(group, *retry_after, attempts, fallbacks))]
+    #[error("{}", no_capacity_message(group, *retry_after, limits, attempts, fallbacks))]
     NoCapacity {
         /// The model group requested.
         group: Arc<str>,
+        /// The limits and budgets that were reached (empty: only cooldowns).
+        limits: Vec<String>,
         /// When the first deployment comes back.
         retry_after: Duration,
         /// Attempts made before everything cooled down.
@@ -126,6 +128,7 @@ fn upstream_message(group: &str, attempts: &[AttemptFailure], fallbacks: &[Arc<s
 fn no_capacity_message(
     group: &str,
     retry_after: Duration,
+    limits: &[String],
     attempts: &[AttemptFailure],
     fallbacks: &[Arc<str>],
 ) -> String {
@@ -135,10 +138,15 @@ fn no_capacity_message(
     if !fallbacks.is_empty() {
         m.push_str(&format!(" and of its fallbacks {}", join(fallbacks)));
     }
-    m.push_str(&format!(
-        " is cooling down; try again in {}s",
-        secs_up(retry_after)
-    ));
+    if limits.is_empty() {
+        m.push_str(" is cooling down");
+    } else {
+        m.push_str(&format!(
+            " is cooling down or over a limit ({})",
+            limits.join("; ")
+        ));
+    }
+    m.push_str(&format!("; try again in {}s", secs_up(retry_after)));
     if !attempts.is_empty() {
         m.push_str(&format!(" ({})", attempt_list(attempts)));
     }
@@ -186,7 +194,10 @@ impl RouterError {
             RouterError::UnknownModel { .. } => Some("model_not_found"),
             RouterError::InvalidRequest { .. } => None,
             RouterError::Upstream { .. } => self.primary().and_then(|e| e.code.as_deref()),
-            RouterError::NoCapacity { .. } => Some("all_deployments_in_cooldown"),
+            RouterError::NoCapacity { limits, .. } if limits.is_empty() => {
+                Some("all_deployments_in_cooldown")
+            }
+            RouterError::NoCapacity { .. } => Some("rate_limit_exceeded"),
         }
     }
 

@@ -38,6 +38,7 @@ mod call;
 pub mod config;
 mod error;
 mod health;
+mod limits;
 mod router;
 
 pub use builder::RouterBuilder;

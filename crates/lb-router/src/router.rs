@@ -11,7 +11,9 @@ use lb_core::{
     ChatCompletionRequest, ChatCompletionResponse, ChunkStream, Deployment, DeploymentId,
     EmbeddingRequest, EmbeddingResponse, SharedClock, UpstreamError,
 };
-use lb_health::{DeploymentStats, FailureContext, HealthTracker, RetryBudget, StatsSnapshot};
+use lb_health::{
+    DeploymentStats, FailureContext, HealthTracker, InFlight, RetryBudget, StatsSnapshot,
+};
 use lb_providers::Provider;
 use lb_strategies::Strategy;
 use rand::SeedableRng;
@@ -20,6 +22,7 @@ use serde_json::Value;
 
 use crate::config::{AliasTarget, RouterSettings};
 use crate::error::RouterError;
+use lb_budget::RateLimitStatus;
 
 /// What happened to a call that succeeded.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +45,11 @@ pub struct ResponseMeta {
     pub fallbacks: u32,
     /// Time from the call's start to the answer (stream: to the first chunk).
     pub latency: Duration,
+    /// The call's cost in USD, when the price and usage are known (streams:
+    /// in the final usage chunk instead).
+    pub cost: Option<f64>,
+    /// The group's rate limits after this call (`x-ratelimit-*`), when it has any.
+    pub rate_limits: Option<RateLimitStatus>,
     /// Position of the deployment in the router.
     pub(crate) index: usize,
 }
@@ -87,6 +95,7 @@ pub(crate) struct Entry {
 pub(crate) struct Inner {
     pub(crate) health: Arc<HealthTracker>,
     pub(crate) retry_budget: RetryBudget,
+    pub(crate) limits: crate::limits::Limits,
     pub(crate) entries: Vec<Entry>,
     pub(crate) groups: HashMap<Arc<str>, Vec<usize>>,
     pub(crate) group_order: Vec<Arc<str>>,
@@ -256,7 +265,8 @@ impl Router {
             req.stream_options = None;
         }
         let target = self.resolve(&req.model)?;
-        let (out, meta, _guard) = self.call(target, &opts, Op::Chat(&req)).await?;
+        let (out, mut meta, _guard) = self.call(target, &opts, Op::Chat(&req)).await?;
+        meta.rate_limits = self.group_rate_limits(&meta.model_group).await;
         match out {
             Output::Chat(response) => Ok(Routed { response, meta }),
             Output::Stream(_) | Output::Embed(_) => Err(internal_mismatch()),
@@ -272,23 +282,96 @@ impl Router {
     ) -> Result<RoutedStream, RouterError> {
         let opts = CallOptions::take(&mut req.extra)?;
         req.stream = Some(true);
+        // Limits and budgets settle with the real usage: ask the upstream for
+        // it, and hide it from a client that did not ask.
+        let client_wants_usage =
+            req.stream_options.as_ref().and_then(|o| o.include_usage) == Some(true);
+        let inject = !client_wants_usage && self.inner.limits.needs_usage;
+        if inject {
+            let mut options = req.stream_options.take().unwrap_or(lb_core::StreamOptions {
+                include_usage: None,
+                extra: serde_json::Map::new(),
+            });
+            options.include_usage = Some(true);
+            req.stream_options = Some(options);
+        }
         let target = self.resolve(&req.model)?;
-        let (out, meta, guard) = self.call(target, &opts, Op::Stream(&req)).await?;
+        let (out, mut meta, (guard, held)) = self.call(target, &opts, Op::Stream(&req)).await?;
+        meta.rate_limits = self.group_rate_limits(&meta.model_group).await;
         let Output::Stream(stream) = out else {
             return Err(internal_mismatch());
         };
-        let router = self.clone();
-        let index = meta.index;
-        let deployment = meta.deployment_id.clone();
-        // The guard lives as long as the stream: in-flight counts cover the whole answer.
-        let stream = stream.map(move |item| {
-            let _held = &guard;
-            if let Err(e) = &item {
-                router.record_failure(index, e);
-                tracing::warn!(deployment = %deployment, error = %e, "stream failed after its first chunk");
+        struct State {
+            inner: ChunkStream,
+            // Held until the stream ends: in-flight counts and concurrency
+            // slots cover the whole answer.
+            _guard: InFlight,
+            held: Option<crate::limits::Held>,
+            usage: Option<lb_core::Usage>,
+            router: Router,
+            index: usize,
+            inject: bool,
+            done: bool,
+        }
+        let state = State {
+            inner: stream,
+            _guard: guard,
+            held,
+            usage: None,
+            router: self.clone(),
+            index: meta.index,
+            inject,
+            done: false,
+        };
+        let stream = futures_util::stream::unfold(state, |mut st| async move {
+            loop {
+                if st.done {
+                    return None;
+                }
+                match st.inner.next().await {
+                    Some(Ok(mut chunk)) => {
+                        if let Some(u) = &chunk.usage {
+                            st.usage = Some(u.clone());
+                        }
+                        if st.inject {
+                            if chunk.choices.is_empty() && chunk.usage.is_some() {
+                                continue;
+                            }
+                            chunk.usage = None;
+                        } else if let Some(u) = chunk.usage.as_mut() {
+                            if let Some(cost) = st.router.cost_of(st.index, u) {
+                                u.extra.insert("cost".to_owned(), cost.into());
+                            }
+                        }
+                        return Some((Ok(chunk), st));
+                    }
+                    Some(Err(e)) => {
+                        st.done = true;
+                        st.router.record_failure(st.index, &e);
+                        let deployment = &st.router.inner.entries[st.index].deployment.id;
+                        tracing::warn!(deployment = %deployment, error = %e, "stream failed after its first chunk");
+                        st.finish().await;
+                        return Some((Err(e), st));
+                    }
+                    None => {
+                        st.done = true;
+                        st.finish().await;
+                        return None;
+                    }
+                }
             }
-            item
         });
+        impl State {
+            async fn finish(&mut self) {
+                if let Some(held) = self.held.take() {
+                    let cost = self
+                        .usage
+                        .as_ref()
+                        .and_then(|u| self.router.cost_of(self.index, u));
+                    held.settle(self.usage.as_ref(), cost).await;
+                }
+            }
+        }
         Ok(RoutedStream {
             stream: Box::pin(stream),
             meta,
@@ -302,7 +385,8 @@ impl Router {
     ) -> Result<Routed<EmbeddingResponse>, RouterError> {
         let opts = CallOptions::take(&mut req.extra)?;
         let target = self.resolve(&req.model)?;
-        let (out, meta, _guard) = self.call(target, &opts, Op::Embed(&req)).await?;
+        let (out, mut meta, _guard) = self.call(target, &opts, Op::Embed(&req)).await?;
+        meta.rate_limits = self.group_rate_limits(&meta.model_group).await;
         match out {
             Output::Embed(response) => Ok(Routed { response, meta }),
             Output::Chat(_) | Output::Stream(_) => Err(internal_mismatch()),

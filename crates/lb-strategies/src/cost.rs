@@ -2,7 +2,7 @@
 
 use rand::RngCore;
 
-use crate::util::{float_key, sort_random_ties};
+use crate::util::{float_key, sort_wide_random_ties};
 use crate::{CallContext, Candidate, Strategy};
 
 /// Ranks by [`Candidate::cost_per_token`] (input plus output price per
@@ -39,7 +39,7 @@ impl Strategy for CostBased {
     ) {
         out.clear();
         out.extend(0..candidates.len());
-        sort_random_ties(out, candidates.len(), |i| cost_key(&candidates[i]), rng);
+        sort_wide_random_ties(out, candidates.len(), |i| cost_key(&candidates[i]), rng);
     }
 }
 

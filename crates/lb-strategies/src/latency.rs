@@ -2,7 +2,7 @@
 
 use rand::RngCore;
 
-use crate::util::{shuffle, sort_random_ties};
+use crate::util::{shuffle_run, sort_wide_random_ties};
 use crate::{CallContext, Candidate, Strategy};
 
 /// Ranks by mean recent latency ([`Candidate::latency`]); LiteLLM's
@@ -66,7 +66,7 @@ impl Strategy for LatencyBased {
     ) {
         out.clear();
         out.extend(0..candidates.len());
-        sort_random_ties(out, candidates.len(), |i| latency_key(&candidates[i]), rng);
+        sort_wide_random_ties(out, candidates.len(), |i| latency_key(&candidates[i]), rng);
         let buffer = if self.buffer > 0.0 { self.buffer } else { 0.0 };
         if buffer == 0.0 {
             return;
@@ -84,7 +84,7 @@ impl Strategy for LatencyBased {
                 .iter()
                 .take_while(|&&i| measured(i).is_some_and(|l| l <= limit))
                 .count();
-        shuffle(&mut out[start..end], rng);
+        shuffle_run(&mut out[start..end], start, rng);
     }
 }
 

@@ -52,9 +52,14 @@
 //!   choices by peak-EWMA latency times calls in flight, as tower's balancer.
 //!
 //! Every strategy ranks each usable candidate exactly once (only
-//! `usage-based-routing-v2` leaves any out), draws ties at random, and costs
-//! at most O(n log n) with no allocation besides `out`; `simple-shuffle` is
-//! O(n) and `latency-p2c` O(1) plus plain stores to fill `out`. LiteLLM's
+//! `usage-based-routing-v2` leaves any out) and costs at most O(n log n)
+//! with no allocation besides `out`; `simple-shuffle` is O(n) and
+//! `latency-p2c` O(1) plus plain stores to fill `out`. Equal candidates
+//! (same calls in flight, same price...) are in random order: within the
+//! first [`RANDOM_PLACES`] places of a ranking as a uniform random draw,
+//! further down rotated by a random offset, so each is equally likely at
+//! every place while a group of ten thousand equals costs a few random
+//! draws, not ten thousand. LiteLLM's
 //! selection grows with the square of the pool; `docs/benchmarks.md` has the
 //! measured cost per call at 10 to 10,000 candidates.
 //!
@@ -94,6 +99,7 @@ pub use least_busy::LeastBusy;
 pub use p2c::LatencyP2C;
 pub use shuffle::{DEFAULT_WEIGHT, SimpleShuffle, WEIGHTED_PICKS};
 pub use usage::{UsageBased, fits_limits};
+pub use util::RANDOM_PLACES;
 
 use std::fmt;
 

@@ -173,23 +173,27 @@ fn unit(rng: &mut dyn RngCore) -> f64 {
 
 /// Draws one candidate not in `picked` with probability proportional to its
 /// weight: a block by its remaining weight, then a candidate in it. The
-/// drawn weight is taken off its block.
+/// drawn weight is taken off its block and off `remaining` (the sum of the
+/// positive block weights).
 fn weighted_pick(
     candidates: &[Candidate<'_>],
     weights: Weights,
     block_len: usize,
     block_w: &mut [f64],
+    remaining: &mut f64,
     picked: &[usize],
     rng: &mut dyn RngCore,
 ) -> Option<usize> {
     // A block may keep a rounding residue after its last positive candidate
     // was drawn: found empty, it is zeroed and the draw repeated.
     for _ in 0..=block_w.len() {
-        let remaining: f64 = block_w.iter().filter(|w| **w > 0.0).sum();
-        if !(remaining > 0.0) {
-            return None;
+        if remaining.is_nan() || *remaining <= 0.0 {
+            *remaining = block_w.iter().filter(|w| **w > 0.0).sum();
+            if remaining.is_nan() || *remaining <= 0.0 {
+                return None;
+            }
         }
-        let target = unit(rng) * remaining;
+        let target = unit(rng) * *remaining;
         let mut acc = 0.0;
         let mut chosen = None;
         for (j, &w) in block_w.iter().enumerate() {
@@ -221,9 +225,13 @@ fn weighted_pick(
         match found {
             Some((i, w)) => {
                 block_w[j] -= w;
+                *remaining -= w;
                 return Some(i);
             }
-            None => block_w[j] = 0.0,
+            None => {
+                *remaining -= block_w[j];
+                block_w[j] = 0.0;
+            }
         }
     }
     None
@@ -285,12 +293,14 @@ impl Strategy for SimpleShuffle {
             Some((weights, zeros)) => {
                 let positives = n - zeros;
                 let block_w = &mut block_w[..sums.used];
+                let mut remaining: f64 = block_w.iter().sum();
                 while k < WEIGHTED_PICKS.min(positives) {
                     let Some(i) = weighted_pick(
                         candidates,
                         weights,
                         sums.block_len,
                         block_w,
+                        &mut remaining,
                         &picked[..k],
                         rng,
                     ) else {

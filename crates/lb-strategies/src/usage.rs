@@ -2,7 +2,7 @@
 
 use rand::RngCore;
 
-use crate::util::sort_random_ties;
+use crate::util::{sort_random_ties_within, widen};
 use crate::{CallContext, Candidate, Strategy};
 
 /// Ranks by tokens used in the current minute ([`Candidate::tpm_used`]),
@@ -46,8 +46,17 @@ impl Strategy for UsageBased {
         out: &mut Vec<usize>,
     ) {
         out.clear();
-        out.extend((0..candidates.len()).filter(|&i| fits_limits(call, &candidates[i])));
-        sort_random_ties(out, candidates.len(), |i| candidates[i].tpm_used, rng);
+        let mut range = None;
+        for (i, c) in candidates.iter().enumerate() {
+            if fits_limits(call, c) {
+                out.push(i);
+                range = widen(range, c.tpm_used);
+            }
+        }
+        if let Some(range) = range {
+            let used = |i: usize| candidates[i].tpm_used;
+            sort_random_ties_within(out, candidates.len(), range, used, rng);
+        }
     }
 }
 

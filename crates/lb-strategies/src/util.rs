@@ -68,11 +68,30 @@ pub(crate) fn two_distinct(n: usize, rng: &mut dyn RngCore) -> (usize, usize) {
     (a, b)
 }
 
-/// Fisher-Yates shuffle.
-pub(crate) fn shuffle(items: &mut [usize], rng: &mut dyn RngCore) {
-    for i in (1..items.len()).rev() {
-        let j = below(rng, i + 1);
-        items.swap(i, j);
+/// The leading places of a ranking where equal candidates are in uniformly
+/// random order: the first attempt and up to seven retries.
+pub const RANDOM_PLACES: usize = 8;
+
+/// Puts a run of equal candidates that starts at place `at` of the ranking
+/// in random order: its places before [`RANDOM_PLACES`] hold a uniform
+/// random draw of the run (a partial Fisher-Yates shuffle), the rest follow
+/// rotated by a random offset. So every candidate of the run is equally
+/// likely at every place, and the RNG is drawn at most `RANDOM_PLACES + 1`
+/// times per run, not once per candidate.
+pub(crate) fn shuffle_run(run: &mut [usize], at: usize, rng: &mut dyn RngCore) {
+    let len = run.len();
+    if len < 2 {
+        return;
+    }
+    let drawn = RANDOM_PLACES.saturating_sub(at).min(len - 1);
+    for i in 0..drawn {
+        let j = i + below(rng, len - i);
+        run.swap(i, j);
+    }
+    let rest = &mut run[drawn..];
+    if rest.len() > 1 {
+        let k = below(rng, rest.len());
+        rest.rotate_left(k);
     }
 }
 
@@ -80,8 +99,8 @@ pub(crate) fn shuffle(items: &mut [usize], rng: &mut dyn RngCore) {
 const COUNTING_RANGE: u64 = 64;
 
 /// Sorts the indices in `out` (each below `universe`) by `key`, ascending,
-/// and puts every run of equal keys in uniformly random order; the RNG is
-/// drawn only for tied indices (not at all when every key differs).
+/// and puts every run of equal keys in random order ([`shuffle_run`]); the
+/// RNG is drawn only for ties (not at all when every key differs).
 ///
 /// Keys within a range of [`COUNTING_RANGE`] (calls in flight, say) are
 /// sorted by counting in O(n), with `out`'s spare capacity as the scatter
@@ -93,26 +112,55 @@ pub(crate) fn sort_random_ties(
     key: impl Fn(usize) -> u64,
     rng: &mut dyn RngCore,
 ) {
-    let Some((min, max)) = out.iter().map(|&i| key(i)).fold(None, |acc, k| match acc {
-        None => Some((k, k)),
-        Some((lo, hi)) => Some((k.min(lo), k.max(hi))),
-    }) else {
+    let Some((min, max)) = out.iter().map(|&i| key(i)).fold(None, widen) else {
         return;
     };
+    sort_random_ties_within(out, universe, (min, max), key, rng);
+}
+
+/// `range` widened to hold `k`.
+pub(crate) fn widen(range: Option<(u64, u64)>, k: u64) -> Option<(u64, u64)> {
+    Some(range.map_or((k, k), |(lo, hi)| (lo.min(k), hi.max(k))))
+}
+
+/// [`sort_random_ties`] when the caller knows the smallest and largest key.
+pub(crate) fn sort_random_ties_within(
+    out: &mut Vec<usize>,
+    universe: usize,
+    (min, max): (u64, u64),
+    key: impl Fn(usize) -> u64,
+    rng: &mut dyn RngCore,
+) {
     if max - min < COUNTING_RANGE {
         counting_sort_random_ties(out, |i| (key(i) - min) as usize, rng);
     } else if usize::BITS == 64 {
         packed_sort_random_ties(out, universe, max - min, |i| key(i) - min, rng);
     } else {
         out.sort_unstable_by_key(|&i| key(i));
-        shuffle_equal_runs(out, &key, rng);
+        shuffle_equal_runs(out, 0, &key, rng);
     }
 }
 
-/// Counting sort by `bucket(i) < COUNTING_RANGE`: count, then scatter into
-/// the second half of `out` with an inside-out Fisher-Yates shuffle per
-/// bucket, then move back. Two sequential passes over the keys, no
-/// dependent loads.
+/// [`sort_random_ties`] for keys spread over the whole `u64` range (floats
+/// as [`float_key`] maps them): no counting sort, and no pass to find the
+/// key range; the comparison sort packs the key's top bits with the index.
+pub(crate) fn sort_wide_random_ties(
+    out: &mut [usize],
+    universe: usize,
+    key: impl Fn(usize) -> u64,
+    rng: &mut dyn RngCore,
+) {
+    if usize::BITS == 64 {
+        packed_sort_random_ties(out, universe, u64::MAX, key, rng);
+    } else {
+        out.sort_unstable_by_key(|&i| key(i));
+        shuffle_equal_runs(out, 0, &key, rng);
+    }
+}
+
+/// Counting sort by `bucket(i) < COUNTING_RANGE`: count, scatter into the
+/// second half of `out`, move back, then [`shuffle_run`] every bucket. Two
+/// sequential passes over the keys, no dependent loads.
 fn counting_sort_random_ties(
     out: &mut Vec<usize>,
     bucket: impl Fn(usize) -> usize,
@@ -135,25 +183,26 @@ fn counting_sort_random_ties(
     for j in 0..m {
         let i = out[j];
         let b = bucket(i);
-        let p = next[b];
+        out[next[b]] = i;
         next[b] += 1;
-        // Inside-out shuffle: the new one takes a uniform slot of the
-        // bucket so far, and the one there moves to the end.
-        let filled = p - starts[b];
-        if filled == 0 {
-            out[p] = i;
-        } else {
-            let q = starts[b] + below(rng, filled + 1);
-            out[p] = out[q];
-            out[q] = i;
-        }
     }
     out.copy_within(m.., 0);
     out.truncate(m);
+    for (&s, &e) in starts.iter().zip(next.iter()) {
+        if e - s > 1 {
+            shuffle_run(&mut out[s - m..e - m], s - m, rng);
+        }
+    }
 }
 
-/// Shuffles every run of equal keys of the sorted `out`.
-fn shuffle_equal_runs(out: &mut [usize], key: &impl Fn(usize) -> u64, rng: &mut dyn RngCore) {
+/// Shuffles every run of equal keys of the sorted `out`, which starts at
+/// place `at` of the ranking.
+fn shuffle_equal_runs(
+    out: &mut [usize],
+    at: usize,
+    key: &impl Fn(usize) -> u64,
+    rng: &mut dyn RngCore,
+) {
     let mut start = 0;
     while start < out.len() {
         let k = key(out[start]);
@@ -161,9 +210,7 @@ fn shuffle_equal_runs(out: &mut [usize], key: &impl Fn(usize) -> u64, rng: &mut 
         while end < out.len() && key(out[end]) == k {
             end += 1;
         }
-        if end - start > 1 {
-            shuffle(&mut out[start..end], rng);
-        }
+        shuffle_run(&mut out[start..end], at + start, rng);
         start = end;
     }
 }
@@ -172,7 +219,8 @@ fn shuffle_equal_runs(out: &mut [usize], key: &impl Fn(usize) -> u64, rng: &mut 
 /// holds the key's high bits above the index's bits, so the sort compares
 /// plain integers instead of calling `key` through the index. Keys too wide
 /// to fit beside the index lose their low bits; runs that compare equal that
-/// way are sorted again by the exact key, so the result is exact.
+/// way are checked (and if need be sorted again) by the exact key, so the
+/// result is exact.
 fn packed_sort_random_ties(
     out: &mut [usize],
     universe: usize,
@@ -202,11 +250,12 @@ fn packed_sort_random_ties(
             *slot = (*slot as u64 & mask) as usize;
         }
         if run.len() > 1 {
-            if shift == 0 {
-                shuffle(run, rng);
+            let first = key(run[0]);
+            if shift == 0 || run.iter().all(|&i| key(i) == first) {
+                shuffle_run(run, start, rng);
             } else {
                 run.sort_unstable_by_key(|&i| key(i));
-                shuffle_equal_runs(run, &key, rng);
+                shuffle_equal_runs(run, start, &key, rng);
             }
         }
         start = end;
@@ -306,6 +355,49 @@ mod tests {
         }
         for i in [1, 3, 7] {
             assert!(firsts[i] > 240, "{firsts:?}");
+        }
+    }
+
+    #[test]
+    fn wide_sort_is_exact_with_ties() {
+        let xs = [0.5, f64::INFINITY, 0.25, 0.5, 1e-300, 0.5, 0.0, 0.25];
+        let mut rng = SmallRng::seed_from_u64(4);
+        let mut firsts = [0usize; 8];
+        for _ in 0..300 {
+            let mut out: Vec<usize> = (0..xs.len()).collect();
+            sort_wide_random_ties(&mut out, xs.len(), |i| float_key(xs[i]), &mut rng);
+            let sorted: Vec<f64> = out.iter().map(|&i| xs[i]).collect();
+            assert_eq!(
+                sorted,
+                [0.0, 1e-300, 0.25, 0.25, 0.5, 0.5, 0.5, f64::INFINITY]
+            );
+            firsts[out[4]] += 1;
+        }
+        for i in [0, 3, 5] {
+            assert!(firsts[i] > 70, "{firsts:?}");
+        }
+    }
+
+    #[test]
+    fn long_runs_have_uniform_places_beyond_the_random_ones() {
+        let mut rng = SmallRng::seed_from_u64(6);
+        let n = 20;
+        let mut at_place = vec![[0usize; 20]; 20];
+        for _ in 0..20_000 {
+            let mut run: Vec<usize> = (0..n).collect();
+            shuffle_run(&mut run, 0, &mut rng);
+            let mut seen = run.clone();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..n).collect::<Vec<_>>());
+            for (place, &i) in run.iter().enumerate() {
+                at_place[place][i] += 1;
+            }
+        }
+        // every candidate about 1/20 of the time at every place
+        for place in &at_place {
+            for &c in place {
+                assert!((800..1_200).contains(&c), "{place:?}");
+            }
         }
     }
 

@@ -1,0 +1,258 @@
+//! Admission (rate limits, concurrency caps, budgets), pre-call checks and
+//! cost, wired into the call loop.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lb_budget::{
+    Actual, Admission, AdmissionPlan, BudgetStatus, Budgets, CostCalculator, DeploymentKeys,
+    RateLimitStatus,
+};
+use lb_core::{ConcurrencyPermit, ConcurrencyStore, CounterStore, ReserveError, Usage};
+
+use crate::router::{Op, Router};
+
+/// What admission needs, built once per router.
+pub(crate) struct Limits {
+    pub(crate) store: Arc<dyn CounterStore>,
+    pub(crate) concurrency: Arc<dyn ConcurrencyStore>,
+    pub(crate) costs: CostCalculator,
+    pub(crate) budgets: Budgets,
+    /// Per deployment: its counter keys.
+    pub(crate) keys: Vec<DeploymentKeys>,
+    /// Per deployment: its concurrency cap.
+    pub(crate) caps: Vec<Option<u32>>,
+    /// Per deployment: its context window, when known.
+    pub(crate) context_windows: Vec<Option<u64>>,
+    /// Some deployment has a tpm limit or a budget: streams ask for usage.
+    pub(crate) needs_usage: bool,
+}
+
+impl fmt::Debug for Limits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Limits")
+            .field("caps", &self.caps)
+            .field("budgets", &self.budgets)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an admitted attempt holds until it ends.
+#[derive(Debug, Default)]
+pub(crate) struct Held {
+    admission: Option<Admission>,
+    _permit: Option<ConcurrencyPermit>,
+}
+
+impl Held {
+    /// Settles the admission with the attempt's usage and cost (keeps the
+    /// estimate where they are unknown).
+    pub(crate) async fn settle(mut self, usage: Option<&Usage>, cost: Option<f64>) {
+        if let Some(a) = self.admission.take() {
+            if let Err(e) = a.settle(Actual::from_usage(usage, cost)).await {
+                tracing::warn!(error = %e.message, "settling a call's usage failed");
+            }
+        }
+    }
+
+    /// Settles a failed attempt: the request counts, no tokens or spend.
+    pub(crate) async fn settle_failed(self) {
+        self.settle_tokens(0, 0.0).await;
+    }
+
+    async fn settle_tokens(mut self, tokens: u64, cost: f64) {
+        if let Some(a) = self.admission.take() {
+            let actual = Actual {
+                tokens: Some(tokens),
+                cost_usd: Some(cost),
+            };
+            if let Err(e) = a.settle(actual).await {
+                tracing::warn!(error = %e.message, "settling a call's usage failed");
+            }
+        }
+    }
+}
+
+/// The answer of admission for one candidate.
+pub(crate) enum Admit {
+    /// It may take the call.
+    Go(Held),
+    /// It may not now: a limit or budget is reached, or it is full.
+    Skip {
+        /// What was reached, for the client's error.
+        reason: String,
+        /// When it has room again, if that is known.
+        retry_after: Option<Duration>,
+    },
+}
+
+/// A reached limit in words: `a: rpm limit 5 reached (5 used; resets in 16s)`.
+fn describe_denial(id: &lb_core::DeploymentId, denied: &lb_core::Denied) -> String {
+    let key = denied.key.as_str();
+    let resets = denied.retry_after.as_secs() + u64::from(denied.retry_after.subsec_nanos() > 0);
+    let usd = |micros: u64| lb_budget::micros_to_usd(micros);
+    if denied.exceeds_limit() {
+        return format!(
+            "{id}: {key} limit {} is smaller than this call ({} requested)",
+            denied.limit, denied.requested
+        );
+    }
+    if key.ends_with(":rpm") {
+        format!(
+            "{id}: rpm limit {} reached ({} used; resets in {resets}s)",
+            denied.limit, denied.current
+        )
+    } else if key.ends_with(":tpm") {
+        format!(
+            "{id}: tpm limit {} reached ({} used, {} more needed; resets in {resets}s)",
+            denied.limit, denied.current, denied.requested
+        )
+    } else if let Some(provider) = key.strip_prefix("provider_spend:") {
+        format!(
+            "{id}: budget of provider {provider} reached (${} of ${} spent; resets in {resets}s)",
+            usd(denied.current),
+            usd(denied.limit)
+        )
+    } else if key.starts_with("deployment_spend:") {
+        format!(
+            "{id}: deployment budget reached (${} of ${} spent; resets in {resets}s)",
+            usd(denied.current),
+            usd(denied.limit)
+        )
+    } else {
+        format!(
+            "{id}: {key} at {} of {} (resets in {resets}s)",
+            denied.current, denied.limit
+        )
+    }
+}
+
+impl Router {
+    /// Reserves the limits and budgets of deployment `i` for one call, and
+    /// takes a concurrency slot. A store that fails lets the call through
+    /// (logged): limits must not take the router down.
+    pub(crate) async fn admit(&self, i: usize, op: Op<'_>, estimated_tokens: u64) -> Admit {
+        let inner = &*self.inner;
+        let l = &inner.limits;
+        let d = &inner.entries[i].deployment;
+        let mut held = Held::default();
+        if let Some(cap) = l.caps[i] {
+            match ConcurrencyPermit::try_acquire(
+                Arc::clone(&l.concurrency),
+                l.keys[i].parallel.clone(),
+                cap,
+            )
+            .await
+            {
+                Ok(Some(p)) => held._permit = Some(p),
+                Ok(None) => {
+                    return Admit::Skip {
+                        reason: format!("{}: max_parallel_requests={cap} in flight", d.id),
+                        retry_after: None,
+                    };
+                }
+                Err(e) => {
+                    tracing::warn!(deployment = %d.id, error = %e.message, "concurrency store failed; call let through")
+                }
+            }
+        }
+        let has_limits = d.rpm.is_some() || d.tpm.is_some();
+        let has_budget = !l.budgets.is_empty()
+            && (l.budgets.provider(&d.provider).is_some() || l.budgets.deployment(&d.id).is_some());
+        if !has_limits && !has_budget {
+            return Admit::Go(held);
+        }
+        let mut plan = AdmissionPlan::new().with_rate_limits_keyed(&l.keys[i], d, estimated_tokens);
+        if has_budget {
+            let (prompt, completion) = match op {
+                Op::Chat(req) | Op::Stream(req) => {
+                    let prompt = lb_budget::estimate_prompt_tokens(req);
+                    (prompt, estimated_tokens.saturating_sub(prompt))
+                }
+                Op::Embed(_) => (estimated_tokens, 0),
+            };
+            let cost = l.costs.estimate_cost(d, prompt, completion).unwrap_or(0.0);
+            plan = plan.with_budgets(&l.budgets, d, cost);
+        }
+        match Admission::reserve(Arc::clone(&l.store), plan, inner.clock.wall()).await {
+            Ok(a) => {
+                held.admission = Some(a);
+                Admit::Go(held)
+            }
+            Err(ReserveError::Denied(denied)) => {
+                let reason = describe_denial(&d.id, &denied);
+                Admit::Skip {
+                    reason,
+                    retry_after: (!denied.exceeds_limit()).then_some(denied.retry_after),
+                }
+            }
+            Err(ReserveError::Store(e)) => {
+                tracing::warn!(deployment = %d.id, error = %e.message, "limit store failed; call let through");
+                Admit::Go(held)
+            }
+        }
+    }
+
+    /// Whether the prompt fits deployment `i`'s context window (pre-call
+    /// checks); unknown windows fit.
+    pub(crate) fn fits_context(&self, i: usize, prompt_tokens: u64) -> bool {
+        match self.inner.limits.context_windows[i] {
+            Some(window) => prompt_tokens <= window,
+            None => true,
+        }
+    }
+
+    /// The cost of a call of deployment `i` with `usage`, when its price is known.
+    pub(crate) fn cost_of(&self, i: usize, usage: &Usage) -> Option<f64> {
+        let d = &self.inner.entries[i].deployment;
+        self.inner.limits.costs.cost(d, usage)
+    }
+
+    /// The price per token (input + output) of deployment `i`, when known.
+    pub(crate) fn cost_per_token(&self, i: usize) -> Option<f64> {
+        self.inner
+            .limits
+            .costs
+            .cost_per_token(&self.inner.entries[i].deployment)
+    }
+
+    /// The rate-limit status of the deployments of `group` that have limits.
+    pub(crate) async fn group_rate_limits(&self, group: &str) -> Option<RateLimitStatus> {
+        let inner = &*self.inner;
+        let members = inner.groups.get(group)?;
+        let deployments: Vec<&lb_core::Deployment> = members
+            .iter()
+            .map(|&i| &*inner.entries[i].deployment)
+            .filter(|d| d.rpm.is_some() || d.tpm.is_some())
+            .collect();
+        if deployments.is_empty() {
+            return None;
+        }
+        lb_budget::rate_limit_status(&*inner.limits.store, &deployments, inner.clock.wall())
+            .await
+            .ok()
+    }
+
+    /// Budget, spend and reset time of every provider budget.
+    pub async fn provider_budgets(&self) -> Vec<BudgetStatus> {
+        let inner = &*self.inner;
+        inner
+            .limits
+            .budgets
+            .provider_status(&*inner.limits.store, inner.clock.wall())
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Budget, spend and reset time of every deployment budget.
+    pub async fn deployment_budgets(&self) -> Vec<BudgetStatus> {
+        let inner = &*self.inner;
+        inner
+            .limits
+            .budgets
+            .deployment_status(&*inner.limits.store, inner.clock.wall())
+            .await
+            .unwrap_or_default()
+    }
+}
