@@ -1341,10 +1341,9 @@ general_settings:
         let yaml = r#"
 model_list:
   - model_name: g
-    litellm_params: {model: openai/m, max_parallel_requests: 3, frobnicate: 1}
+    litellm_params: {model: openai/m, region_name: eu, frobnicate: 1}
 router_settings:
-  fallbacks: [{g: [h]}]
-  routing_strategy: least-busy
+  enable_tag_filtering: true
   shiny_new_thing: true
 litellm_settings:
   drop_params: true
@@ -1354,10 +1353,9 @@ general_settings:
         let cfg = RouterConfig::from_yaml(yaml).unwrap();
         let w = cfg.warnings.join("\n");
         for expected in [
-            "model_list[0].litellm_params.max_parallel_requests is not implemented yet",
+            "model_list[0].litellm_params.region_name is not implemented yet",
             "model_list[0].litellm_params.frobnicate is not a known parameter",
-            "router_settings.fallbacks is not implemented yet",
-            "router_settings.routing_strategy: \"least-busy\" is not implemented yet; using simple-shuffle",
+            "router_settings.enable_tag_filtering is not implemented yet",
             "router_settings.shiny_new_thing is not a known setting",
             "litellm_settings.drop_params is not implemented yet",
             "general_settings.database_url is not implemented yet",
