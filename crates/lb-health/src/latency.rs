@@ -105,7 +105,7 @@ impl Default for LatencyWindow {
 ///   for a while looks cheap again and gets tried.
 ///
 /// Unlike tower, reading does not move the estimate: it is a function of the
-/// samples and `now` only, whatever how often it is read.
+/// samples and `now` only, however often it is read.
 #[derive(Debug, Clone)]
 pub struct PeakEwma {
     decay: Duration,

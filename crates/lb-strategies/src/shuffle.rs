@@ -403,6 +403,47 @@ mod tests {
     }
 
     #[test]
+    fn zero_weights_come_last_in_large_pools() {
+        // 200 candidates over 64 blocks; every 10th weighs 0
+        let deps: Vec<_> = (0..200)
+            .map(|i| dep(&i.to_string()).with_weight(if i % 10 == 0 { 0.0 } else { 1.5 }))
+            .collect();
+        let cands: Vec<_> = deps.iter().map(Candidate::new).collect();
+        let mut rng = SmallRng::seed_from_u64(12);
+        let mut out = Vec::new();
+        for _ in 0..50 {
+            SimpleShuffle.rank(&CallContext::default(), &cands, &mut rng, &mut out);
+            assert_eq!(out.len(), 200);
+            assert!(out[..180].iter().all(|i| i % 10 != 0), "{out:?}");
+            assert!(out[180..].iter().all(|i| i % 10 == 0));
+        }
+    }
+
+    #[test]
+    fn only_zero_weights_is_uniform() {
+        let deps: Vec<_> = (0..4)
+            .map(|i| dep(&i.to_string()).with_weight(0.0))
+            .collect();
+        let shares = first_pick_shares(&deps, 20_000, 8);
+        for s in shares {
+            assert!((s - 0.25).abs() < 0.02);
+        }
+    }
+
+    #[test]
+    fn seeded_exact_ranking() {
+        let deps: Vec<_> = (0..6)
+            .map(|i| dep(&i.to_string()).with_weight(f64::from(i + 1)))
+            .collect();
+        let cands: Vec<_> = deps.iter().map(Candidate::new).collect();
+        let mut rng = SmallRng::seed_from_u64(2024);
+        let mut out = Vec::new();
+        SimpleShuffle.rank(&CallContext::default(), &cands, &mut rng, &mut out);
+        // three weighted draws, then the rest rotated from a random offset
+        assert_eq!(out, [4, 2, 3, 5, 0, 1]);
+    }
+
+    #[test]
     fn seeded_rankings_repeat() {
         let deps: Vec<_> = (0..5).map(|i| dep(&i.to_string())).collect();
         let cands: Vec<_> = deps.iter().map(Candidate::new).collect();
