@@ -21,7 +21,7 @@ use rand::{RngCore, SeedableRng};
 use crate::config::{AliasTarget, RouterConfig, RouterSettings};
 use crate::error::ConfigError;
 use crate::limits::Limits;
-use crate::router::{Entry, Inner, Router};
+use crate::router::{Entry, Inner, LatencyStats, Router, StrategyNeeds};
 
 /// Builds a [`Router`] from deployments and settings.
 #[derive(Default)]
@@ -228,6 +228,10 @@ impl RouterBuilder {
                 deployment: Arc::new(d),
                 provider,
                 stats: Arc::new(DeploymentStats::default()),
+                latency: std::sync::Mutex::new(LatencyStats::new(
+                    self.settings.max_latency_list_size,
+                    self.settings.latency_ttl,
+                )),
             });
         }
         for (alias, target) in &self.settings.model_group_alias {
@@ -253,12 +257,20 @@ impl RouterBuilder {
             .settings
             .seed
             .unwrap_or_else(|| SmallRng::from_os_rng().next_u64());
-        let strategy = self
-            .strategy
-            .unwrap_or_else(|| self.settings.routing_strategy.build());
+        let strategy_needs = StrategyNeeds::of(
+            self.strategy
+                .is_none()
+                .then_some(self.settings.routing_strategy),
+        );
+        let strategy = self.strategy.unwrap_or_else(|| {
+            self.settings
+                .routing_strategy
+                .build_with(&self.settings.strategy_args)
+        });
         let now = clock.now();
         Ok(Router {
             inner: Arc::new(Inner {
+                strategy_needs,
                 health: Arc::new(HealthTracker::new(
                     entries.len(),
                     self.settings.cooldown.clone(),

@@ -52,6 +52,98 @@ enum Stop {
 }
 
 impl Router {
+    /// Records a successful attempt's latency for the latency strategies:
+    /// seconds per output token for completions, time to first chunk for
+    /// streams, seconds per call for embeddings.
+    fn record_latency(&self, i: usize, op: Op<'_>, out: &Output, elapsed: Duration) {
+        let inner = &*self.inner;
+        if !inner.strategy_needs.latency {
+            return;
+        }
+        let now = inner.clock.now();
+        let secs = elapsed.as_secs_f64();
+        let mut l = match inner.entries[i].latency.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        match (op, out) {
+            (Op::Stream(_), _) => l.ttft.record(secs, now),
+            (_, Output::Chat(resp)) => {
+                let tokens = resp.usage.as_ref().map_or(0, |u| u.completion_tokens);
+                l.completion.record(
+                    if tokens > 0 {
+                        secs / tokens as f64
+                    } else {
+                        secs
+                    },
+                    now,
+                );
+            }
+            _ => l.completion.record(secs, now),
+        }
+        l.ewma.record(secs, now);
+    }
+
+    /// Tokens and requests each deployment used this minute (for usage-based routing).
+    async fn minute_usage(&self, usable: &[usize]) -> Vec<(u64, u64)> {
+        let inner = &*self.inner;
+        let l = &inner.limits;
+        let mut counters = Vec::with_capacity(usable.len() * 2);
+        for &i in usable {
+            counters.push((l.keys[i].tpm.clone(), lb_core::Window::MINUTE));
+            counters.push((l.keys[i].rpm.clone(), lb_core::Window::MINUTE));
+        }
+        match l.store.get_many(&counters, inner.clock.wall()).await {
+            Ok(v) => v
+                .chunks(2)
+                .map(|c| (c[0], c.get(1).copied().unwrap_or(0)))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e.message, "reading usage for routing failed; ranking without it");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Tag routing (`enable_tag_filtering`): a tagged request keeps the
+    /// deployments that carry one of its tags, or `default`; an untagged one
+    /// keeps the `default`-tagged ones when there are any.
+    fn filter_tags(
+        &self,
+        group: &str,
+        members: Vec<usize>,
+        opts: &CallOptions,
+    ) -> Result<Vec<usize>, (usize, String)> {
+        let inner = &*self.inner;
+        if !inner.settings.enable_tag_filtering {
+            return Ok(members);
+        }
+        let tags_of = |i: usize| &inner.entries[i].deployment.tags;
+        let is_default = |i: usize| tags_of(i).iter().any(|t| t == "default");
+        let kept: Vec<usize> = match &opts.tags {
+            Some(tags) if !tags.is_empty() => members
+                .iter()
+                .copied()
+                .filter(|&i| is_default(i) || tags_of(i).iter().any(|t| tags.contains(t)))
+                .collect(),
+            _ if members.iter().any(|&i| is_default(i)) => {
+                members.iter().copied().filter(|&i| is_default(i)).collect()
+            }
+            _ => members.clone(),
+        };
+        if kept.is_empty() && !members.is_empty() {
+            tracing::debug!(group, tags = ?opts.tags, "no deployment carries the request's tags");
+            return Err((
+                members[0],
+                format!(
+                    "Not allowed to access model due to tags configuration: no deployment of model group {group} carries the request's tags {:?}",
+                    opts.tags.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+        Ok(kept)
+    }
+
     /// Routes one call: the group and its fallbacks.
     pub(crate) async fn call(
         &self,
@@ -225,6 +317,21 @@ impl Router {
             None => inner.groups.get(group).cloned().unwrap_or_default(),
         };
         let now = inner.clock.now();
+        let members = match self.filter_tags(group, members, opts) {
+            Ok(m) => m,
+            Err((first, message)) => {
+                // Not allowed to access the model with these tags, as LiteLLM says it.
+                attempts.push(AttemptFailure {
+                    deployment: inner.entries[first].deployment.id.clone(),
+                    error: UpstreamError::new(ErrorClass::BadRequest, message).with_status(400),
+                });
+                return Err(GroupFailure {
+                    class: Some(ErrorClass::BadRequest),
+                    all_cooling_until: None,
+                    limits: Vec::new(),
+                });
+            }
+        };
         let mut usable = Vec::with_capacity(members.len());
         let mut soonest: Option<Instant> = None;
         for &i in &members {
@@ -273,7 +380,27 @@ impl Router {
                 });
             }
         }
-        let order = self.rank(group, &usable, op, estimated_tokens);
+        let usage = if inner.strategy_needs.usage {
+            self.minute_usage(&usable).await
+        } else {
+            Vec::new()
+        };
+        let order = self.rank(group, &usable, op, estimated_tokens, &usage);
+        if order.is_empty() {
+            // The strategy left every deployment out (usage-based: the call
+            // would push each over its tpm or rpm).
+            let reason = format!(
+                "{}: every deployment of model group {group} would exceed its tpm or rpm this minute",
+                inner.strategy.name()
+            );
+            let wall = inner.clock.wall();
+            let until_minute = lb_core::Window::MINUTE.until_reset(wall);
+            return Err(GroupFailure {
+                class: None,
+                all_cooling_until: Some(inner.clock.now() + until_minute),
+                limits: vec![reason],
+            });
+        }
         let mut limits: Vec<String> = Vec::new();
         let mut limit_soonest: Option<Instant> = None;
         let mut over_limit: Vec<usize> = Vec::new();
@@ -478,38 +605,87 @@ impl Router {
         soonest
     }
 
-    /// Ranks `usable` deployments of `group` with the strategy.
-    fn rank(&self, group: &str, usable: &[usize], op: Op<'_>, estimated_tokens: u64) -> Vec<usize> {
+    /// Ranks `usable` deployments of `group`: by `order` level first (the
+    /// lowest level first; deployments without an order last), and within
+    /// each level by the strategy, so retries move to the next level only
+    /// when a level is exhausted.
+    fn rank(
+        &self,
+        group: &str,
+        usable: &[usize],
+        op: Op<'_>,
+        estimated_tokens: u64,
+        usage: &[(u64, u64)],
+    ) -> Vec<usize> {
         let inner = &*self.inner;
-        if usable.len() == 1 {
-            return usable.to_vec();
-        }
-        let candidates: Vec<Candidate<'_>> = usable
-            .iter()
-            .map(|&i| Candidate {
-                in_flight: inner.entries[i].stats.in_flight(),
-                cost_per_token: self.cost_per_token(i),
-                ..Candidate::new(&inner.entries[i].deployment)
-            })
-            .collect();
         let call = CallContext {
             estimated_tokens,
             stream: matches!(op, Op::Stream(_)),
         };
-        let mut ranked = Vec::with_capacity(candidates.len());
-        let mut rng = self.rng();
-        inner
-            .strategy
-            .rank(&call, &candidates, &mut rng, &mut ranked);
-        // A custom strategy is trusted with nothing: out-of-range and repeated
-        // indices are dropped; candidates it left out are not tried.
-        let mut taken = vec![false; usable.len()];
+        let needs = inner.strategy_needs;
+        let now = inner.clock.now();
+        let mut levels: Vec<u32> = usable
+            .iter()
+            .map(|&i| inner.entries[i].deployment.order.unwrap_or(u32::MAX))
+            .collect();
+        levels.sort_unstable();
+        levels.dedup();
         let mut order = Vec::with_capacity(usable.len());
-        for k in ranked {
-            if let (Some(t), Some(&m)) = (taken.get_mut(k), usable.get(k)) {
-                if !*t {
-                    *t = true;
-                    order.push(m);
+        let mut rng = self.rng();
+        for level in levels {
+            let members: Vec<(usize, usize)> = usable
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| inner.entries[**i].deployment.order.unwrap_or(u32::MAX) == level)
+                .map(|(k, &i)| (k, i))
+                .collect();
+            let candidates: Vec<Candidate<'_>> = members
+                .iter()
+                .map(|&(k, i)| {
+                    let e = &inner.entries[i];
+                    let mut c = Candidate {
+                        in_flight: e.stats.in_flight(),
+                        ..Candidate::new(&e.deployment)
+                    };
+                    if needs.cost {
+                        c.cost_per_token = self.cost_per_token(i);
+                    }
+                    if needs.latency {
+                        let l = match e.latency.lock() {
+                            Ok(g) => g,
+                            Err(p) => p.into_inner(),
+                        };
+                        c.latency = if call.stream {
+                            l.ttft.mean(now)
+                        } else {
+                            l.completion.mean(now)
+                        };
+                        c.peak_ewma = l.ewma.get(now);
+                    }
+                    if let Some(&(tpm, rpm)) = usage.get(k) {
+                        c.tpm_used = tpm;
+                        c.rpm_used = rpm;
+                    }
+                    c
+                })
+                .collect();
+            let mut ranked = Vec::with_capacity(candidates.len());
+            if candidates.len() == 1 && !needs.usage {
+                ranked.push(0);
+            } else {
+                inner
+                    .strategy
+                    .rank(&call, &candidates, &mut rng, &mut ranked);
+            }
+            // A custom strategy is trusted with nothing: out-of-range and
+            // repeated indices are dropped; candidates it left out are not tried.
+            let mut taken = vec![false; members.len()];
+            for k in ranked {
+                if let (Some(t), Some(&(_, m))) = (taken.get_mut(k), members.get(k)) {
+                    if !*t {
+                        *t = true;
+                        order.push(m);
+                    }
                 }
             }
         }
@@ -566,10 +742,25 @@ impl Router {
                 .await
                 .map(Output::Embed),
         };
-        if result.is_ok() {
-            entry
-                .stats
-                .record_success(inner.clock.now().saturating_duration_since(started));
+        let elapsed = inner.clock.now().saturating_duration_since(started);
+        match &result {
+            Ok(out) => {
+                entry.stats.record_success(elapsed);
+                self.record_latency(i, op, out, elapsed);
+            }
+            Err(e) if e.class == ErrorClass::Timeout => {
+                let now = inner.clock.now();
+                let mut l = match entry.latency.lock() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                match op {
+                    Op::Stream(_) => l.ttft.record_timeout(now),
+                    Op::Chat(_) | Op::Embed(_) => l.completion.record_timeout(now),
+                }
+                l.ewma.record(elapsed.as_secs_f64(), now);
+            }
+            Err(_) => {}
         }
         result.map(|out| (out, guard))
     }

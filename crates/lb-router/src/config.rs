@@ -8,13 +8,16 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lb_budget::BudgetLimit;
 use lb_core::{Deployment, DeploymentId, Secret, Window};
-use lb_health::{AllowedFailsPolicy, Backoff, CooldownSettings, RetryBudgetSettings, RetryPolicy};
-use lb_strategies::StrategyKind;
+use lb_health::{
+    AllowedFailsPolicy, Backoff, CooldownSettings, LatencyWindow, RetryBudgetSettings, RetryPolicy,
+};
+use lb_strategies::{StrategyArgs, StrategyKind};
 use serde_yaml::Value;
 use sha2::{Digest, Sha256};
 
@@ -81,6 +84,14 @@ pub struct RouterSettings {
     pub enable_pre_call_checks: bool,
     /// `model_cost_map`: a price file in LiteLLM's schema, layered over the built-in table.
     pub model_cost_map: Option<PathBuf>,
+    /// `routing_strategy_args.lowest_latency_buffer` and friends.
+    pub strategy_args: StrategyArgs,
+    /// `routing_strategy_args.ttl`: latency samples older than this are ignored (1 h).
+    pub latency_ttl: Duration,
+    /// `routing_strategy_args.max_latency_list_size`: samples kept per deployment (10).
+    pub max_latency_list_size: NonZeroUsize,
+    /// `enable_tag_filtering`: route by the request's `metadata.tags`.
+    pub enable_tag_filtering: bool,
 }
 
 /// Longest Retry-After waited out by default.
@@ -115,6 +126,10 @@ impl Default for RouterSettings {
             provider_budgets: Vec::new(),
             enable_pre_call_checks: false,
             model_cost_map: None,
+            strategy_args: StrategyArgs::default(),
+            latency_ttl: LatencyWindow::DEFAULT_TTL,
+            max_latency_list_size: LatencyWindow::DEFAULT_MAX_SIZE,
+            enable_tag_filtering: false,
         }
     }
 }
@@ -218,8 +233,6 @@ const MODEL_INFO_NOT_IMPLEMENTED: &[&str] = &[
 ];
 
 const ROUTER_SETTINGS_NOT_IMPLEMENTED: &[&str] = &[
-    "routing_strategy_args",
-    "enable_tag_filtering",
     "optional_pre_call_checks",
     "redis_host",
     "redis_port",
@@ -593,22 +606,41 @@ impl Parser {
                     let name = self.string(v, &path)?;
                     match StrategyKind::from_name(&name) {
                         Some(kind) => cfg.settings.routing_strategy = kind,
-                        None if StrategyKind::LITELLM_NAMES.contains(&name.as_str()) => {
-                            cfg.warnings.push(format!(
-                                "{path}: \"{name}\" is not implemented yet; using simple-shuffle"
-                            ));
-                        }
                         None => {
                             return Err(invalid(
                                 &path,
                                 format!(
                                     "expected one of {}, got {:?}",
-                                    StrategyKind::LITELLM_NAMES.join(", "),
+                                    StrategyKind::NAMES.join(", "),
                                     name
                                 ),
                             ));
                         }
                     }
+                }
+                "routing_strategy_args" => {
+                    for (ak, av) in mapping(v, &path)? {
+                        let apath = join(&path, ak);
+                        match ak {
+                            "lowest_latency_buffer" => {
+                                cfg.settings.strategy_args.lowest_latency_buffer =
+                                    self.non_negative(av, &apath)?;
+                            }
+                            "ttl" => cfg.settings.latency_ttl = self.seconds(av, &apath)?,
+                            "max_latency_list_size" => {
+                                let n = self.positive_int(av, &apath)?;
+                                cfg.settings.max_latency_list_size =
+                                    NonZeroUsize::new(usize::try_from(n).unwrap_or(usize::MAX))
+                                        .unwrap_or(NonZeroUsize::MIN);
+                            }
+                            _ => cfg
+                                .warnings
+                                .push(format!("{apath} is not a known key and is ignored")),
+                        }
+                    }
+                }
+                "enable_tag_filtering" => {
+                    cfg.settings.enable_tag_filtering = self.boolean(v, &path)?
                 }
                 "num_retries" => cfg.settings.num_retries = self.small_int(v, &path)?,
                 "timeout" => {
@@ -981,12 +1013,7 @@ impl Parser {
                 "rpm" => d.rpm = Some(self.positive_int(v, &p)?),
                 "tpm" => d.tpm = Some(self.positive_int(v, &p)?),
                 "weight" => d.weight = Some(self.non_negative(v, &p)?),
-                "order" => {
-                    d.order = Some(self.small_int(v, &p)?);
-                    warnings.push(format!(
-                        "{p} is read but order-based routing is not implemented yet"
-                    ));
-                }
+                "order" => d.order = Some(self.small_int(v, &p)?),
                 "timeout" => d.timeout = self.optional_seconds(v, &p)?.or(d.timeout),
                 "request_timeout" => {
                     // `timeout` wins over `request_timeout`, wherever it sits.
@@ -1022,22 +1049,10 @@ impl Parser {
                         Some(Window::parse(&text).map_err(|e| invalid(&p, e.to_string()))?);
                 }
                 "base_model" => d.base_model = Some(self.string(v, &p)?),
-                "tags" => {
-                    d.tags = self.string_list(v, &p)?;
-                    warnings.push(format!(
-                        "{p} is read but tag routing is not implemented yet"
-                    ));
-                }
-                "input_cost_per_token" | "output_cost_per_token" => {
-                    let price = Some(self.non_negative(v, &p)?);
-                    if *k == "input_cost_per_token" {
-                        d.input_cost_per_token = price;
-                    } else {
-                        d.output_cost_per_token = price;
-                    }
-                    warnings.push(format!(
-                        "{p} is read but cost tracking is not implemented yet"
-                    ));
+                "tags" => d.tags = self.string_list(v, &p)?,
+                "input_cost_per_token" => d.input_cost_per_token = Some(self.non_negative(v, &p)?),
+                "output_cost_per_token" => {
+                    d.output_cost_per_token = Some(self.non_negative(v, &p)?)
                 }
                 _ if FORWARDED_PARAMS.contains(k) => {
                     let resolved = self.resolve(v, &p)?;

@@ -90,9 +90,74 @@ pub(crate) struct Entry {
     pub(crate) deployment: Arc<Deployment>,
     pub(crate) provider: Arc<dyn Provider>,
     pub(crate) stats: Arc<DeploymentStats>,
+    pub(crate) latency: std::sync::Mutex<LatencyStats>,
+}
+
+/// Which candidate stats the strategy reads (the router gathers only those).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StrategyNeeds {
+    pub(crate) latency: bool,
+    pub(crate) cost: bool,
+    pub(crate) usage: bool,
+}
+
+impl StrategyNeeds {
+    /// What a built-in strategy reads; a custom one gets everything.
+    pub(crate) fn of(kind: Option<lb_strategies::StrategyKind>) -> Self {
+        use lb_strategies::StrategyKind as K;
+        match kind {
+            Some(K::SimpleShuffle | K::LeastBusy) => Self {
+                latency: false,
+                cost: false,
+                usage: false,
+            },
+            Some(K::LatencyBased | K::LatencyP2C) => Self {
+                latency: true,
+                cost: false,
+                usage: false,
+            },
+            Some(K::CostBased) => Self {
+                latency: false,
+                cost: true,
+                usage: false,
+            },
+            Some(K::UsageBased) => Self {
+                latency: false,
+                cost: false,
+                usage: true,
+            },
+            None => Self {
+                latency: true,
+                cost: true,
+                usage: true,
+            },
+        }
+    }
+}
+
+/// Latency samples of one deployment, for the latency strategies.
+#[derive(Debug)]
+pub(crate) struct LatencyStats {
+    /// Seconds per output token of completions (seconds per call for embeddings).
+    pub(crate) completion: lb_health::LatencyWindow,
+    /// Seconds to the first chunk of streams.
+    pub(crate) ttft: lb_health::LatencyWindow,
+    /// Peak-EWMA of response times, seconds.
+    pub(crate) ewma: lb_health::PeakEwma,
+}
+
+impl LatencyStats {
+    pub(crate) fn new(max_size: std::num::NonZeroUsize, ttl: Duration) -> Self {
+        Self {
+            completion: lb_health::LatencyWindow::new(max_size, ttl),
+            ttft: lb_health::LatencyWindow::new(max_size, ttl),
+            ewma: lb_health::PeakEwma::default(),
+        }
+    }
 }
 
 pub(crate) struct Inner {
+    pub(crate) strategy_needs: StrategyNeeds,
     pub(crate) health: Arc<HealthTracker>,
     pub(crate) retry_budget: RetryBudget,
     pub(crate) limits: crate::limits::Limits,
@@ -156,12 +221,25 @@ const ROUTER_ONLY_KEYS: &[&str] = &[
 /// Per-call overrides read from the request body.
 #[derive(Debug, Default)]
 pub(crate) struct CallOptions {
+    /// The request's tags (`metadata.tags` or `tags`), for tag routing.
+    pub(crate) tags: Option<Vec<String>>,
     pub(crate) num_retries: Option<u32>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) stream_timeout: Option<Duration>,
     /// The request's own `fallbacks` (replacing the configured ones).
     pub(crate) fallbacks: Option<Vec<String>>,
     pub(crate) disable_fallbacks: bool,
+}
+
+fn tag_list(key: &str, v: &Value) -> Result<Vec<String>, RouterError> {
+    v.as_array()
+        .and_then(|items| {
+            items
+                .iter()
+                .map(|t| t.as_str().map(str::to_owned))
+                .collect()
+        })
+        .ok_or_else(|| bad_param(key, "a list of strings", v))
 }
 
 fn string_list(key: &str, v: &Value) -> Result<Vec<String>, RouterError> {
@@ -210,6 +288,14 @@ impl CallOptions {
                     opts.num_retries = Some(n);
                 }
                 "fallbacks" => opts.fallbacks = Some(string_list(key, &v)?),
+                "tags" => opts.tags = Some(tag_list(key, &v)?),
+                "metadata" => {
+                    if let Some(tags) = v.get("tags") {
+                        if opts.tags.is_none() {
+                            opts.tags = Some(tag_list("metadata.tags", tags)?);
+                        }
+                    }
+                }
                 "disable_fallbacks" => {
                     opts.disable_fallbacks = v
                         .as_bool()
