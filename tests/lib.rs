@@ -49,6 +49,20 @@ impl Harness {
 
     /// `n` mock deployments and a config built from their base URLs.
     pub async fn start_with(n: usize, config: impl FnOnce(&[String]) -> String) -> Harness {
+        Self::start_opts(n, config, false).await
+    }
+
+    /// Like [`Harness::start_with`], on the real clock: for latency
+    /// strategies, which must see real response times.
+    pub async fn start_real_clock(n: usize, config: impl FnOnce(&[String]) -> String) -> Harness {
+        Self::start_opts(n, config, true).await
+    }
+
+    async fn start_opts(
+        n: usize,
+        config: impl FnOnce(&[String]) -> String,
+        real_clock: bool,
+    ) -> Harness {
         let mock = MockServer::start(n).await.expect("mock starts");
         let urls: Vec<String> = mock
             .deployments()
@@ -59,8 +73,13 @@ impl Harness {
         let cfg = RouterConfig::from_yaml(&yaml).unwrap_or_else(|e| panic!("config: {e}\n{yaml}"));
         let options = GatewayOptions::from_general(&cfg.general);
         let clock = ManualClock::new();
+        let shared = if real_clock {
+            lb_router::SystemClock::shared()
+        } else {
+            clock.shared()
+        };
         let router = RouterBuilder::from_config(cfg)
-            .clock(clock.shared())
+            .clock(shared)
             .build()
             .expect("router builds");
         let gateway = lb_gateway::start(

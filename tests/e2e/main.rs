@@ -9,4 +9,5 @@ mod library;
 mod limits;
 mod openai_client;
 mod reliability;
+mod strategies;
 mod streaming;
