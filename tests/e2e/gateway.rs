@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lb_e2e::{Harness, model_list};
+use lb_e2e::Harness;
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -306,12 +306,21 @@ async fn azure_deployment_gets_azure_url_and_api_key_header() {
 
 #[tokio::test]
 async fn failover_to_another_deployment_on_server_error() {
-    let h = Harness::start(2, "").await;
-    // Whichever deployment is ranked first fails; the retry goes to the other at once.
-    for d in h.mock.deployments() {
-        d.fail_next(1, lb_mock::Fault::status(500));
-    }
-    h.dep(1).clear_script();
+    // dep-0 is ranked first (by weight, with a fixed seed) and fails once;
+    // the retry goes to dep-1 at once.
+    let h = Harness::start_with(2, |u| {
+        let mut yaml = String::from("model_list:\n");
+        for (i, w) in [(0, 1000), (1, 1)] {
+            yaml.push_str(&format!(
+                "  - model_name: gpt-4o\n    litellm_params: {{model: openai/m, api_base: \"{}\", weight: {w}}}\n    model_info: {{id: dep-{i}}}\n",
+                u[i]
+            ));
+        }
+        yaml.push_str("router_settings:\n  routing_seed: 1\n");
+        yaml
+    })
+    .await;
+    h.dep(0).fail_next(1, lb_mock::Fault::status(500));
     for _ in 0..4 {
         let resp = h
             .post("/v1/chat/completions", &Harness::chat("gpt-4o"))

@@ -185,6 +185,8 @@ async fn connection_refused_and_reset_move_to_another_deployment() {
     tokio::spawn(async move {
         while let Ok((sock, _)) = reset.accept().await {
             counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // Linger 0: the close is a reset (and does not block: nothing is unsent).
+            #[allow(deprecated)]
             let _ = sock.set_linger(Some(Duration::ZERO));
             drop(sock); // RST before any byte
         }

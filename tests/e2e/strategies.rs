@@ -175,7 +175,7 @@ async fn order_1_takes_all_traffic_until_it_fails() {
 async fn tags_keep_only_matching_and_default_deployments() {
     let h = Harness::start_with(3, |u| {
         format!(
-            "model_list:\n{}{}{}router_settings:\n  enable_tag_filtering: true\n",
+            "model_list:\n{}{}{}router_settings:\n  enable_tag_filtering: true\n  routing_seed: 7\n",
             entry("paid", &u[0], "      tags: [paid]\n"),
             entry("free", &u[1], "      tags: [free]\n"),
             entry("fallback", &u[2], "      tags: [default]\n")

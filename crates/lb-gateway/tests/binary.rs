@@ -89,7 +89,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_logs_hold_no_keys() {
     mock.deployment(0)
         .update_behavior(|b| b.latency = Duration::from_millis(400));
     let config = write_config(&format!(
-        "model_list:\n  - model_name: g\n    litellm_params: {{model: openai/m, api_base: \"{}\", api_key: sk-upstream-secret}}\n    model_info: {{id: d0}}\n  - model_name: g\n    litellm_params: {{model: openai/m, api_base: \"{}\", max_parallel_requests: 2}}\n    model_info: {{id: d1}}\ngeneral_settings:\n  master_key: sk-master-secret\n",
+        "model_list:\n  - model_name: g\n    litellm_params: {{model: openai/m, api_base: \"{}\", api_key: sk-upstream-secret}}\n    model_info: {{id: d0}}\n  - model_name: g\n    litellm_params: {{model: openai/m, api_base: \"{}\", region_name: eu}}\n    model_info: {{id: d1}}\ngeneral_settings:\n  master_key: sk-master-secret\n",
         mock.deployment(0).base_url(),
         mock.deployment(0).base_url()
     ));
@@ -124,7 +124,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_logs_hold_no_keys() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        logs.contains("max_parallel_requests is not implemented yet"),
+        logs.contains("region_name is not implemented yet"),
         "{logs}"
     );
     assert!(logs.contains("request served"), "{logs}");
