@@ -61,6 +61,20 @@ fn bench_bin(args: &[&str]) -> Result<(), String> {
     run(&format!("lb-bench {}", args.join(" ")), cmd)
 }
 
+/// Every benchmark, each written into docs/benchmarks.md: the strategies'
+/// ranking and the admission check (criterion), then the gateway against
+/// direct-to-mock (a load run).
+fn bench(rest: &[&str]) -> Result<(), String> {
+    for (package, bench) in [("lb-strategies", "rank"), ("lb-budget", "admission")] {
+        let mut cmd = cargo();
+        cmd.args(["bench", "--package", package, "--bench", bench, "--", "--noplot"]);
+        run(&format!("cargo bench -p {package} --bench {bench}"), cmd)?;
+    }
+    bench_bin(&["strategy-report"])?;
+    bench_bin(&["admission-report"])?;
+    bench_bin(&[&["bench"], rest].concat())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
@@ -68,7 +82,7 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("tidy") => tidy::check(&root()),
         Some("demo") => bench_bin(&[&["demo"], rest.as_slice()].concat()),
-        Some("bench") => bench_bin(&[&["bench"], rest.as_slice()].concat()),
+        Some("bench") => bench(&rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n  ci     fmt check, clippy -D warnings, tidy, all tests\n  tidy   layering and docs checks\n  demo   the router serving loopback traffic over mock deployments\n  bench  gateway versus direct-to-mock, written to docs/benchmarks.md"

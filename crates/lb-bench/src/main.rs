@@ -3,6 +3,7 @@
 //! against direct-to-mock calls in the same run.
 
 mod load;
+mod admission_report;
 mod strategy_report;
 
 /// mimalloc: the allocator the gateway binary ships with, for the whole benchmark process.
@@ -51,6 +52,15 @@ enum Cmd {
     },
     /// The routing strategies' criterion results (`cargo bench -p lb-strategies --bench rank`) as a table.
     StrategyReport {
+        /// Criterion's output directory.
+        #[arg(long, default_value = "target/criterion")]
+        criterion_dir: String,
+        /// Where to write the table (a generated section is replaced).
+        #[arg(long, default_value = "docs/benchmarks.md")]
+        out: String,
+    },
+    /// The admission bench's criterion results (`cargo bench -p lb-budget --bench admission`) as a table.
+    AdmissionReport {
         /// Criterion's output directory.
         #[arg(long, default_value = "target/criterion")]
         criterion_dir: String,
@@ -509,6 +519,7 @@ fn main() -> std::process::ExitCode {
             }
         }
         Cmd::StrategyReport { criterion_dir, out } => strategy_report::run(&criterion_dir, &out),
+        Cmd::AdmissionReport { criterion_dir, out } => admission_report::run(&criterion_dir, &out),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
