@@ -67,7 +67,15 @@ fn bench_bin(args: &[&str]) -> Result<(), String> {
 fn bench(rest: &[&str]) -> Result<(), String> {
     for (package, bench) in [("lb-strategies", "rank"), ("lb-budget", "admission")] {
         let mut cmd = cargo();
-        cmd.args(["bench", "--package", package, "--bench", bench, "--", "--noplot"]);
+        cmd.args([
+            "bench",
+            "--package",
+            package,
+            "--bench",
+            bench,
+            "--",
+            "--noplot",
+        ]);
         run(&format!("cargo bench -p {package} --bench {bench}"), cmd)?;
     }
     bench_bin(&["strategy-report"])?;

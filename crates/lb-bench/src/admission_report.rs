@@ -10,12 +10,15 @@ const END: &str = "<!-- bench:admission:end -->";
 /// One benchmark: its id and mean time in nanoseconds.
 fn results(dir: &Path) -> Result<Vec<(String, f64)>, String> {
     let mut out = Vec::new();
-    let groups = std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    let groups =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
     for group in groups.flatten() {
         if !group.file_name().to_string_lossy().starts_with("admission") {
             continue;
         }
-        let Ok(functions) = std::fs::read_dir(group.path()) else { continue };
+        let Ok(functions) = std::fs::read_dir(group.path()) else {
+            continue;
+        };
         for f in functions.flatten() {
             let new = f.path().join("new");
             let (Ok(meta), Ok(est)) = (
@@ -59,7 +62,11 @@ Machine: {}.\n\n\
 The 64-task rows are wall time per call with 64 tokio tasks admitting against one deployment on 2 workers.\n\
 Target: under 1 µs uncontended in memory; the router's path (`Admission` through `dyn CounterStore`) took at most {worst_uncontended:.0} ns: {}.\n",
         crate::strategy_report::machine(),
-        if worst_uncontended < 1000.0 { "met" } else { "missed" }
+        if worst_uncontended < 1000.0 {
+            "met"
+        } else {
+            "missed"
+        }
     ))
 }
 
@@ -67,7 +74,8 @@ Target: under 1 µs uncontended in memory; the router's path (`Admission` throug
 pub(crate) fn run(criterion_dir: &str, out: &str) -> Result<(), String> {
     let section = report(Path::new(criterion_dir))?;
     println!("{section}");
-    crate::write_section(out, START, END, &section).map_err(|e| format!("cannot write {out}: {e}"))?;
+    crate::write_section(out, START, END, &section)
+        .map_err(|e| format!("cannot write {out}: {e}"))?;
     eprintln!("written to {out}");
     Ok(())
 }

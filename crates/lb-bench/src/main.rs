@@ -2,8 +2,8 @@
 //! traffic over `lb-mock` deployments, and the gateway's overhead measured
 //! against direct-to-mock calls in the same run.
 
-mod load;
 mod admission_report;
+mod load;
 mod strategy_report;
 
 /// mimalloc: the allocator the gateway binary ships with, for the whole benchmark process.
@@ -210,6 +210,19 @@ async fn demo(requests: u64, concurrency: usize) -> Result<(), String> {
             s.successes,
             mean
         );
+    }
+    println!();
+    for h in router.health() {
+        let state = if h.healthy {
+            "taking calls".to_owned()
+        } else {
+            format!(
+                "cooling down for {:.1} s more: {}",
+                h.cooldown_remaining.unwrap_or_default().as_secs_f64(),
+                h.reason.unwrap_or_default()
+            )
+        };
+        println!("{:<10} {state}", h.id.as_str());
     }
     let absorbed: u64 = mock.deployments().iter().map(|d| d.faults()).sum();
     println!(
