@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns fail loudly too
 
+mod continuation;
 mod errors;
 mod gateway;
 mod library;

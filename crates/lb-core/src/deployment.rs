@@ -84,6 +84,11 @@ pub struct Deployment {
     pub num_retries: Option<u32>,
     /// Cooldown after a failure that cools it down (`Some(0)`: never cool it down).
     pub cooldown_time: Option<Duration>,
+    /// Whether it continues an answer from an assistant prefill
+    /// (`supports_prefill`; default: yes for OpenAI-compatible providers).
+    pub supports_prefill: Option<bool>,
+    /// Longest gap between stream chunks before the stream counts as stalled.
+    pub stream_idle_timeout: Option<Duration>,
     /// Most calls in flight at once (`max_parallel_requests`).
     pub max_parallel_requests: Option<u32>,
     /// Spend budget in USD per `budget_duration` (`max_budget`).
@@ -130,6 +135,8 @@ impl Deployment {
             stream_timeout: None,
             num_retries: None,
             cooldown_time: None,
+            supports_prefill: None,
+            stream_idle_timeout: None,
             max_parallel_requests: None,
             max_budget: None,
             budget_duration: None,

@@ -35,6 +35,13 @@ pub struct Behavior {
     /// of arrival (counted from the last `set_behavior`/`reset_counts`).
     /// Default 0.
     pub seed: u64,
+    /// When true, a chat request whose last message has role `"assistant"`
+    /// (an assistant prefill, see the crate docs) gets a 400 with code
+    /// `"prefill_not_supported"`, counted as a fault, as from a model that
+    /// cannot continue a partial answer. The rejection comes after
+    /// [`latency`](Self::latency) (no jitter) and before the script: it
+    /// consumes neither a scripted fault nor a draw. Default false.
+    pub reject_prefill: bool,
 }
 
 impl Default for Behavior {
@@ -49,6 +56,7 @@ impl Default for Behavior {
             model: None,
             embedding_dims: 8,
             seed: 0,
+            reject_prefill: false,
         }
     }
 }
@@ -89,6 +97,38 @@ pub enum Fault {
     /// A 200 whose answer was filtered: `finish_reason: "content_filter"`
     /// (as Azure reports a completion its content filter stopped).
     ContentFiltered,
+    /// Streams only: send the role chunk and `tokens` content chunks, then
+    /// send nothing for `stall` while holding the connection open, then
+    /// finish the answer normally (the remaining content chunks, the
+    /// `finish_reason` chunk, the usage chunk if asked, `[DONE]`). If
+    /// `tokens` is at least the number of content chunks, the stall comes
+    /// after the last one, before the `finish_reason` chunk. The stall ends
+    /// early (and the stream is aborted) if the server shuts down.
+    ///
+    /// A slow success, not a fault: it is counted in
+    /// [`successes`](crate::MockDeployment::successes) when the stream
+    /// completes (when `[DONE]` is produced), not when the headers are
+    /// sent; a stream the client abandons during the stall (or cut by a
+    /// shutdown) is counted in neither `successes` nor `faults`.
+    /// Non-stream requests get a normal success.
+    StallAfter {
+        /// Content chunks sent before the stall.
+        tokens: u32,
+        /// How long nothing is sent.
+        stall: Duration,
+    },
+    /// Streams only: one extra SSE event whose data is not valid JSON
+    /// (`data: {"id": broken` followed by a blank line) right after content
+    /// chunk number N (1-based; 0 = right after the role chunk; N above the
+    /// number of content chunks = after the last one). Every content chunk
+    /// is still sent and the stream ends normally with `[DONE]`. Counted
+    /// as a success. Non-stream requests get a normal success.
+    MalformedEventAt(u32),
+    /// Streams only: a complete stream (every content chunk, the
+    /// `finish_reason` chunk, the usage chunk if asked) without the final
+    /// `data: [DONE]`: the body just ends. Counted as a success.
+    /// Non-stream requests get a normal success.
+    OmitDone,
 }
 
 impl Fault {

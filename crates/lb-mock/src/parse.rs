@@ -2,13 +2,14 @@
 //!
 //! Chat and embedding bodies are deserialised into small structs whose
 //! custom visitors count words on the fly, so a request allocates nothing
-//! for its messages (only an escaped `model` string is copied).
+//! for its messages (only an escaped `model` string, and the text of a final
+//! assistant message when it has escapes or several parts, are copied).
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::text::{FNV_OFFSET, fnv1a, word_count};
 
@@ -48,8 +49,8 @@ pub(crate) struct ChatRequest<'a> {
     pub(crate) max_tokens: Option<u64>,
     #[serde(default)]
     pub(crate) max_completion_tokens: Option<u64>,
-    #[serde(default)]
-    pub(crate) messages: PromptTokens,
+    #[serde(default, borrow)]
+    pub(crate) messages: Messages<'a>,
 }
 
 /// `stream_options` of a chat request.
@@ -59,133 +60,266 @@ pub(crate) struct StreamOptions {
     pub(crate) include_usage: Option<bool>,
 }
 
-/// Prompt-token estimate of `messages`: words of the text content + 3 per message.
+/// What the mock takes from `messages`: the prompt-token estimate (words
+/// of the text content + 3 per message) and the assistant prefill.
 #[derive(Debug, Default)]
-pub(crate) struct PromptTokens(pub(crate) u64);
+pub(crate) struct Messages<'a> {
+    /// The prompt-token estimate.
+    pub(crate) tokens: u64,
+    /// When the last message has role `"assistant"`: its text content (a
+    /// string, or its text parts concatenated; `""` when null or absent).
+    pub(crate) prefill: Option<Cow<'a, str>>,
+}
 
-impl<'de> Deserialize<'de> for PromptTokens {
+impl<'de: 'a, 'a> Deserialize<'de> for Messages<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = PromptTokens;
+            type Value = Messages<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("an array of messages")
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(PromptTokens(0))
+                Ok(Messages::default())
             }
             fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(PromptTokens(0))
+                Ok(Messages::default())
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut total = 0u64;
-                while let Some(m) = seq.next_element::<Message>()? {
-                    total += m.content.0 + 3;
+                let mut out = Messages::default();
+                while let Some(m) = seq.next_element::<Message<'de>>()? {
+                    out.tokens += m.words + 3;
+                    out.prefill = m.assistant.then(|| m.text.unwrap_or(Cow::Borrowed("")));
                 }
-                Ok(PromptTokens(total))
+                Ok(out)
             }
         }
         d.deserialize_any(V)
     }
 }
 
-#[derive(Deserialize)]
-struct Message {
-    #[serde(default)]
-    content: ContentWords,
+/// One message: its word count, whether it is an assistant message, and
+/// its text when it is one (the text is only copied when it has escapes or
+/// several parts).
+struct Message<'a> {
+    words: u64,
+    assistant: bool,
+    text: Option<Cow<'a, str>>,
 }
 
-/// Words in a message `content`: a string, an array of parts, or null.
-#[derive(Default)]
-struct ContentWords(u64);
-
-impl<'de> Deserialize<'de> for ContentWords {
+impl<'de> Deserialize<'de> for Message<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = ContentWords;
+            type Value = Message<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string, an array of content parts or null")
+                f.write_str("a message object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                // `None` until the role is seen: keep the text in case.
+                let mut assistant: Option<bool> = None;
+                let mut content = Content::default();
+                while let Some(key) = map.next_key::<Str<'de>>()? {
+                    match &*key.0 {
+                        "role" => assistant = Some(map.next_value::<IsAssistant>()?.0),
+                        "content" => {
+                            content = map.next_value_seed(ContentSeed {
+                                want_text: assistant != Some(false),
+                            })?;
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                let assistant = assistant == Some(true);
+                Ok(Message {
+                    words: content.words,
+                    assistant,
+                    text: content.text.filter(|_| assistant),
+                })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Whether a `role` is `"assistant"` (any other value, of any type, is not).
+struct IsAssistant(bool);
+
+impl<'de> Deserialize<'de> for IsAssistant {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = IsAssistant;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a role")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(ContentWords(word_count(v)))
+                Ok(IsAssistant(v == "assistant"))
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(ContentWords(0))
+                Ok(IsAssistant(false))
             }
             fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(ContentWords(0))
+                Ok(IsAssistant(false))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(IsAssistant(false))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(IsAssistant(false))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(IsAssistant(false))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(IsAssistant(false))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut total = 0u64;
-                while let Some(p) = seq.next_element::<PartWords>()? {
-                    total += p.0;
-                }
-                Ok(ContentWords(total))
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(IsAssistant(false))
             }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                Ok(ContentWords(PartVisitor.visit_map(map)?.0))
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(IsAssistant(false))
             }
         }
         d.deserialize_any(V)
     }
 }
 
-/// Words of one content part: `{"type":"text","text":...}` counts its text,
-/// other part types count 0; a bare string part counts its words.
-struct PartWords(u64);
+/// A message `content` (a string, an array of parts, or null): its words
+/// and, when asked for, its text (parts concatenated without separator).
+#[derive(Default)]
+struct Content<'a> {
+    words: u64,
+    text: Option<Cow<'a, str>>,
+}
 
-struct PartVisitor;
+impl<'a> Content<'a> {
+    fn of_str(v: Cow<'a, str>, want_text: bool) -> Content<'a> {
+        Content {
+            words: word_count(&v),
+            text: want_text.then_some(v),
+        }
+    }
 
-impl<'de> Visitor<'de> for PartVisitor {
-    type Value = PartWords;
+    /// Appends a part.
+    fn push(&mut self, part: Content<'a>) {
+        self.words += part.words;
+        match (&mut self.text, part.text) {
+            (Some(t), Some(p)) => t.to_mut().push_str(&p),
+            (t @ None, p) => *t = p,
+            (Some(_), None) => {}
+        }
+    }
+}
+
+/// Deserialises a [`Content`], keeping its text only when `want_text`.
+#[derive(Clone, Copy)]
+struct ContentSeed {
+    want_text: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for ContentSeed {
+    type Value = Content<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ContentSeed {
+    type Value = Content<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string, an array of content parts or null")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Content::of_str(Cow::Borrowed(v), self.want_text))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Content {
+            words: word_count(v),
+            text: self.want_text.then(|| Cow::Owned(v.to_owned())),
+        })
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Content::default())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Content::default())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut total = Content::default();
+        while let Some(p) = seq.next_element_seed(PartSeed(self))? {
+            total.push(p);
+        }
+        Ok(total)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        PartSeed(self).visit_map(map)
+    }
+}
+
+/// One content part: `{"type":"text","text":...}` counts its text (as
+/// does a part without a type), other part types count nothing; a bare
+/// string part counts its words.
+#[derive(Clone, Copy)]
+struct PartSeed(ContentSeed);
+
+impl<'de> DeserializeSeed<'de> for PartSeed {
+    type Value = Content<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PartSeed {
+    type Value = Content<'de>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a content part")
     }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        self.0.visit_borrowed_str(v)
+    }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(PartWords(word_count(v)))
+        self.0.visit_str(v)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut is_text = true;
-        let mut words = 0u64;
+        let mut text = Content::default();
         while let Some(key) = map.next_key::<Str<'de>>()? {
             match &*key.0 {
                 "type" => {
                     let t: Option<Str<'de>> = map.next_value()?;
                     is_text = t.is_none_or(|t| t.0 == "text");
                 }
-                "text" => words = map.next_value::<ContentWords>()?.0,
+                "text" => text = map.next_value_seed(self.0)?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(PartWords(if is_text { words } else { 0 }))
+        Ok(if is_text { text } else { Content::default() })
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(PartWords(0))
+        Ok(Content::default())
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(PartWords(0))
+        Ok(Content::default())
     }
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(PartWords(0))
+        Ok(Content::default())
     }
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(PartWords(0))
+        Ok(Content::default())
     }
     fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(PartWords(0))
+        Ok(Content::default())
     }
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(PartWords(0))
-    }
-}
-
-impl<'de> Deserialize<'de> for PartWords {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(PartVisitor)
+        Ok(Content::default())
     }
 }
 
@@ -307,7 +441,7 @@ mod tests {
     fn chat(v: serde_json::Value) -> u64 {
         let s = v.to_string();
         let r: ChatRequest<'_> = serde_json::from_str(&s).unwrap();
-        let fast = r.messages.0;
+        let fast = r.messages.tokens;
         assert_eq!(fast, crate::estimate_prompt_tokens(&v), "{v}");
         fast
     }
@@ -327,6 +461,59 @@ mod tests {
             ]})),
             3 + 3 + 3 + 2 + 3
         );
+    }
+
+    fn prefill(v: serde_json::Value) -> Option<String> {
+        let s = v.to_string();
+        let r: ChatRequest<'_> = serde_json::from_str(&s).unwrap();
+        assert_eq!(r.messages.tokens, crate::estimate_prompt_tokens(&v), "{v}");
+        r.messages.prefill.map(Cow::into_owned)
+    }
+
+    #[test]
+    fn assistant_prefill() {
+        let user = json!({"role": "user", "content": "hi there"});
+        assert_eq!(prefill(json!({"messages": [user]})), None);
+        assert_eq!(prefill(json!({"messages": []})), None);
+        assert_eq!(
+            prefill(json!({"messages": [user, {"role": "assistant", "content": "alpha bravo "}]})),
+            Some("alpha bravo ".into())
+        );
+        // An earlier assistant message is not a prefill.
+        assert_eq!(
+            prefill(json!({"messages": [{"role": "assistant", "content": "x"}, user]})),
+            None
+        );
+        // Content before role, escapes, text parts concatenated, other parts ignored,
+        // Mistral's `prefix` and vLLM's `continue_final_message` accepted.
+        assert_eq!(
+            prefill(json!({
+                "continue_final_message": true,
+                "add_generation_prompt": false,
+                "messages": [user, {
+                    "content": [
+                        {"type": "text", "text": "al\"pha "},
+                        {"type": "image_url", "image_url": {"url": "u"}},
+                        {"text": "bravo", "type": "text"}
+                    ],
+                    "prefix": true,
+                    "role": "assistant"
+                }]
+            })),
+            Some("al\"pha bravo".into())
+        );
+        assert_eq!(
+            prefill(json!({"messages": [user, {"role": "assistant", "content": null, "tool_calls": []}]})),
+            Some(String::new())
+        );
+        assert_eq!(
+            prefill(json!({"messages": [{"content": "a b", "role": 7}]})),
+            None
+        );
+        // The text of a borrowed single-string prefill is not copied.
+        let s = r#"{"messages":[{"role":"assistant","content":"alpha"}]}"#;
+        let r: ChatRequest<'_> = serde_json::from_str(s).unwrap();
+        assert!(matches!(r.messages.prefill, Some(Cow::Borrowed("alpha"))));
     }
 
     #[test]

@@ -117,11 +117,50 @@ impl CannedText {
 
     /// The canonical text of the first `n` tokens (`n` is clamped to the
     /// precomputed length).
+    #[cfg(test)]
     pub(crate) fn prefix(&self, n: u32) -> &str {
-        match (n as usize).min(self.ends.len()) {
-            0 => "",
-            k => self.full.get(..self.ends[k - 1]).unwrap_or(""),
+        self.slice(0, n, false)
+    }
+
+    /// Number of tokens in the answer.
+    pub(crate) fn len(&self) -> u32 {
+        u32::try_from(self.ends.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Tokens `first..first + n` of the canonical text joined by single
+    /// spaces, preceded by the separating space when `lead_space` (and
+    /// `first > 0` and `n > 0`). Clamped to the precomputed length.
+    pub(crate) fn slice(&self, first: u32, n: u32, lead_space: bool) -> &str {
+        let total = self.ends.len();
+        let first = (first as usize).min(total);
+        let last = first.saturating_add(n as usize).min(total);
+        if last == first {
+            return "";
         }
+        let start = match first {
+            0 => 0,
+            f => self.ends[f - 1] + usize::from(!lead_space),
+        };
+        self.full.get(start..self.ends[last - 1]).unwrap_or("")
+    }
+
+    /// Matches an assistant prefill against the canonical text: `Some((k,
+    /// lead_space))` when the prefill, after trimming trailing whitespace,
+    /// is exactly the first `k` tokens (`k = 0` for an empty or blank
+    /// prefill); `lead_space` is true when `k > 0` and the prefill had no
+    /// trailing whitespace (so the continuation must start with the
+    /// separating space). `None` when it is not such a prefix.
+    pub(crate) fn match_prefill(&self, prefill: &str) -> Option<(u32, bool)> {
+        let trimmed = prefill.trim_end();
+        if trimmed.is_empty() {
+            return Some((0, false));
+        }
+        if !self.full.starts_with(trimmed) {
+            return None;
+        }
+        let k = self.ends.binary_search(&trimmed.len()).ok()? + 1;
+        let k = u32::try_from(k).ok()?;
+        Some((k, trimmed.len() == prefill.len()))
     }
 }
 
@@ -160,6 +199,40 @@ mod tests {
             assert_eq!(c.prefix(n), canonical_text(n));
         }
         assert_eq!(c.prefix(100), canonical_text(40));
+    }
+
+    #[test]
+    fn prefills_match_at_token_boundaries() {
+        let c = CannedText::new(5);
+        assert_eq!(c.len(), 5);
+        assert_eq!(c.match_prefill(""), Some((0, false)));
+        assert_eq!(c.match_prefill(" \n"), Some((0, false)));
+        assert_eq!(c.match_prefill("alpha"), Some((1, true)));
+        assert_eq!(c.match_prefill("alpha bravo"), Some((2, true)));
+        assert_eq!(c.match_prefill("alpha bravo "), Some((2, false)));
+        assert_eq!(c.match_prefill("alpha bravo\n\n"), Some((2, false)));
+        assert_eq!(c.match_prefill(&canonical_text(5)), Some((5, true)));
+        assert_eq!(c.match_prefill("alpha bra"), None);
+        assert_eq!(c.match_prefill("alpha  bravo"), None);
+        assert_eq!(c.match_prefill(" alpha"), None);
+        assert_eq!(c.match_prefill("bravo"), None);
+        assert_eq!(c.match_prefill(&canonical_text(6)), None);
+        // prefill + continuation == canonical text, with or without the
+        // prefill's trailing space (k < 5: a complete prefill with a
+        // trailing space is longer than the answer).
+        for k in 0..5 {
+            for prefill in [canonical_text(k), canonical_text(k) + " "] {
+                let (got_k, lead) = c.match_prefill(&prefill).unwrap();
+                assert_eq!(got_k, k);
+                let whole = format!("{prefill}{}", c.slice(k, 5 - k, lead));
+                if k > 0 || prefill.is_empty() {
+                    assert_eq!(whole, canonical_text(5), "{prefill:?}");
+                }
+            }
+        }
+        assert_eq!(c.slice(2, 2, true), " charlie delta");
+        assert_eq!(c.slice(2, 2, false), "charlie delta");
+        assert_eq!(c.slice(5, 3, true), "");
     }
 
     #[test]

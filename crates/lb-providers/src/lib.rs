@@ -64,11 +64,12 @@ pub trait Provider: Send + Sync + fmt::Debug {
     ) -> Result<ChatCompletionResponse, UpstreamError>;
 
     /// A streamed chat completion; `timeout` bounds the wait for the first
-    /// chunk and every gap between chunks after it.
+    /// chunk, `idle` every gap between chunks after it.
     async fn chat_stream(
         &self,
         req: &ChatCompletionRequest,
         timeout: Duration,
+        idle: Duration,
     ) -> Result<ChunkStream, UpstreamError>;
 
     /// An embeddings call; `timeout` bounds the whole call.
@@ -80,4 +81,19 @@ pub trait Provider: Send + Sync + fmt::Debug {
 
     /// The base URL calls go to, without query string (for response metadata).
     fn api_base(&self) -> &str;
+
+    /// Whether this deployment continues an answer from an assistant
+    /// prefill (the text delivered so far as the last message).
+    fn supports_prefill(&self) -> bool {
+        false
+    }
+
+    /// Shapes a continuation request (its last message is the assistant text
+    /// delivered so far) in the form this provider accepts.
+    fn prepare_continuation(&self, _req: &mut ChatCompletionRequest) {}
+
+    /// Stream events of invalid JSON dropped so far.
+    fn malformed_events(&self) -> u64 {
+        0
+    }
 }

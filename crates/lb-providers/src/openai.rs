@@ -1,5 +1,7 @@
 //! The OpenAI-compatible client (OpenAI, Azure OpenAI, and compatible APIs).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -77,6 +79,9 @@ pub struct OpenAiCompatible {
     default_params: Map<String, Value>,
     redactor: Redactor,
     clock: SharedClock,
+    provider: String,
+    supports_prefill: bool,
+    malformed: Arc<AtomicU64>,
 }
 
 impl OpenAiCompatible {
@@ -167,6 +172,9 @@ impl OpenAiCompatible {
             default_params: deployment.default_params.clone(),
             redactor: Redactor(deployment.api_key.clone()),
             clock,
+            provider: spec.name.to_owned(),
+            supports_prefill: deployment.supports_prefill.unwrap_or(true),
+            malformed: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -351,6 +359,7 @@ impl Provider for OpenAiCompatible {
         &self,
         req: &ChatCompletionRequest,
         timeout: Duration,
+        idle: Duration,
     ) -> Result<ChunkStream, UpstreamError> {
         let body = ChatBody {
             req,
@@ -359,7 +368,11 @@ impl Provider for OpenAiCompatible {
         };
         let first = async {
             let resp = self.send(&self.chat_url, &body).await?;
-            let mut chunks = Box::pin(crate::sse::chunks(resp, self.redactor.clone()));
+            let mut chunks = Box::pin(crate::sse::chunks(
+                resp,
+                self.redactor.clone(),
+                Arc::clone(&self.malformed),
+            ));
             match chunks.next().await {
                 Some(Ok(first)) => Ok((first, chunks)),
                 Some(Err(e)) => Err(e),
@@ -372,8 +385,9 @@ impl Provider for OpenAiCompatible {
         let (first, rest) = tokio::time::timeout(timeout, first)
             .await
             .unwrap_or_else(|_| Err(timed_out(timeout)))?;
-        // After the first chunk, `timeout` bounds every gap between chunks: a
+        // After the first chunk, `idle` bounds every gap between chunks: a
         // stream that goes quiet ends with a timeout instead of hanging.
+        let timeout = idle;
         let rest = stream::unfold(Some(rest), move |state| async move {
             let mut rest = state?;
             match tokio::time::timeout(timeout, rest.next()).await {
@@ -385,7 +399,7 @@ impl Provider for OpenAiCompatible {
                 Err(_) => Some((
                     Err(UpstreamError::new(
                         ErrorClass::Timeout,
-                        format!("upstream stream stalled: no chunk within {timeout:?}"),
+                        format!("upstream stream stalled: no chunk for {timeout:?}"),
                     )),
                     None,
                 )),
@@ -417,6 +431,34 @@ impl Provider for OpenAiCompatible {
 
     fn api_base(&self) -> &str {
         &self.api_base
+    }
+
+    fn supports_prefill(&self) -> bool {
+        self.supports_prefill
+    }
+
+    fn prepare_continuation(&self, req: &mut ChatCompletionRequest) {
+        match self.provider.as_str() {
+            // vLLM continues the last message when told to.
+            "hosted_vllm" | "openai_like" | "custom_openai" | "lm_studio" => {
+                req.extra
+                    .insert("continue_final_message".into(), true.into());
+                req.extra
+                    .insert("add_generation_prompt".into(), false.into());
+            }
+            // Mistral and DeepSeek mark the prefill itself.
+            "mistral" | "deepseek" => {
+                if let Some(last) = req.messages.last_mut() {
+                    last.extra.insert("prefix".into(), true.into());
+                }
+            }
+            // Others take a trailing assistant message as the start of the answer.
+            _ => {}
+        }
+    }
+
+    fn malformed_events(&self) -> u64 {
+        self.malformed.load(Ordering::Relaxed)
     }
 }
 

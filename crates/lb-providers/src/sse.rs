@@ -1,5 +1,8 @@
 //! Server-sent events from an upstream, turned into typed chunks.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use eventsource_stream::Eventsource;
 use futures_util::{Stream, StreamExt, stream};
 use lb_core::{ChatCompletionChunk, ErrorClass, UpstreamError};
@@ -49,18 +52,21 @@ fn truncated() -> UpstreamError {
 pub(crate) fn chunks(
     resp: reqwest::Response,
     redactor: Redactor,
+    malformed: Arc<AtomicU64>,
 ) -> impl Stream<Item = Result<ChatCompletionChunk, UpstreamError>> + Send {
     struct State<S> {
         events: S,
         finished: bool,
         completion: Completion,
         redactor: Redactor,
+        malformed: Arc<AtomicU64>,
     }
     let state = State {
         events: Box::pin(resp.bytes_stream().eventsource()),
         finished: false,
         completion: Completion::default(),
         redactor,
+        malformed,
     };
     stream::unfold(state, |mut st| async move {
         if st.finished {
@@ -119,6 +125,7 @@ pub(crate) fn chunks(
                             }
                         },
                         Err(e) => {
+                            st.malformed.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(error = %e, "dropped a malformed stream event");
                         }
                     }

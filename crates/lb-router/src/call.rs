@@ -51,6 +51,21 @@ enum Stop {
     NoCandidateLeft,
 }
 
+/// A continuation request in the form `provider` accepts; other requests as they are.
+fn continuation_form<'r>(
+    provider: &dyn lb_providers::Provider,
+    req: &'r lb_core::ChatCompletionRequest,
+    opts: &CallOptions,
+) -> std::borrow::Cow<'r, lb_core::ChatCompletionRequest> {
+    if opts.require_prefill {
+        let mut r = req.clone();
+        provider.prepare_continuation(&mut r);
+        std::borrow::Cow::Owned(r)
+    } else {
+        std::borrow::Cow::Borrowed(req)
+    }
+}
+
 impl Router {
     /// Records a successful attempt's latency for the latency strategies:
     /// seconds per output token for completions, time to first chunk for
@@ -317,6 +332,11 @@ impl Router {
             None => inner.groups.get(group).cloned().unwrap_or_default(),
         };
         let now = inner.clock.now();
+        let members: Vec<usize> = members
+            .into_iter()
+            .filter(|i| !opts.exclude.contains(i))
+            .filter(|&i| !opts.require_prefill || inner.entries[i].provider.supports_prefill())
+            .collect();
         let members = match self.filter_tags(group, members, opts) {
             Ok(m) => m,
             Err((first, message)) => {
@@ -727,13 +747,21 @@ impl Router {
                 .unwrap_or(s.timeout),
             Op::Chat(_) | Op::Embed(_) => opts.timeout.or(d.timeout).unwrap_or(s.timeout),
         };
+        let idle = opts
+            .stream_idle_timeout
+            .or(d.stream_idle_timeout)
+            .unwrap_or(s.stream_idle_timeout);
         let guard = entry.stats.start();
         let started = inner.clock.now();
         let result = match op {
             Op::Chat(req) => entry.provider.chat(req, timeout).await.map(Output::Chat),
             Op::Stream(req) => entry
                 .provider
-                .chat_stream(req, timeout)
+                .chat_stream(
+                    &continuation_form(&*entry.provider, req, opts),
+                    timeout,
+                    idle,
+                )
                 .await
                 .map(Output::Stream),
             Op::Embed(req) => entry

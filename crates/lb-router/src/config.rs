@@ -92,7 +92,14 @@ pub struct RouterSettings {
     pub max_latency_list_size: NonZeroUsize,
     /// `enable_tag_filtering`: route by the request's `metadata.tags`.
     pub enable_tag_filtering: bool,
+    /// `stream_idle_timeout`: longest gap between chunks of a stream (30 s).
+    pub stream_idle_timeout: Duration,
+    /// `max_stream_continuations`: how often a broken stream may be continued by another deployment (1).
+    pub max_stream_continuations: u32,
 }
+
+/// Longest gap between stream chunks by default.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Longest Retry-After waited out by default.
 pub const DEFAULT_MAX_RETRY_AFTER_WAIT: Duration = Duration::from_secs(10);
@@ -130,6 +137,8 @@ impl Default for RouterSettings {
             latency_ttl: LatencyWindow::DEFAULT_TTL,
             max_latency_list_size: LatencyWindow::DEFAULT_MAX_SIZE,
             enable_tag_filtering: false,
+            stream_idle_timeout: DEFAULT_STREAM_IDLE_TIMEOUT,
+            max_stream_continuations: 1,
         }
     }
 }
@@ -211,8 +220,6 @@ const PARAMS_NOT_IMPLEMENTED: &[&str] = &[
     "organization",
     "mock_response",
     "allowed_fails",
-    "supports_prefill",
-    "stream_idle_timeout",
     "custom_llm_provider",
     "max_retries",
     "use_in_pass_through",
@@ -252,8 +259,6 @@ const ROUTER_SETTINGS_NOT_IMPLEMENTED: &[&str] = &[
     "alerting_config",
     "router_general_settings",
     "ignore_invalid_deployments",
-    "max_stream_continuations",
-    "stream_idle_timeout",
 ];
 
 struct Parser {
@@ -641,6 +646,14 @@ impl Parser {
                 }
                 "enable_tag_filtering" => {
                     cfg.settings.enable_tag_filtering = self.boolean(v, &path)?
+                }
+                "stream_idle_timeout" => {
+                    if let Some(t) = self.optional_seconds(v, &path)? {
+                        cfg.settings.stream_idle_timeout = t;
+                    }
+                }
+                "max_stream_continuations" => {
+                    cfg.settings.max_stream_continuations = self.small_int(v, &path)?
                 }
                 "num_retries" => cfg.settings.num_retries = self.small_int(v, &path)?,
                 "timeout" => {
@@ -1049,6 +1062,8 @@ impl Parser {
                         Some(Window::parse(&text).map_err(|e| invalid(&p, e.to_string()))?);
                 }
                 "base_model" => d.base_model = Some(self.string(v, &p)?),
+                "supports_prefill" => d.supports_prefill = Some(self.boolean(v, &p)?),
+                "stream_idle_timeout" => d.stream_idle_timeout = self.optional_seconds(v, &p)?,
                 "tags" => d.tags = self.string_list(v, &p)?,
                 "input_cost_per_token" => d.input_cost_per_token = Some(self.non_negative(v, &p)?),
                 "output_cost_per_token" => {

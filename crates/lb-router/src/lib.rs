@@ -40,12 +40,14 @@ mod error;
 mod health;
 mod limits;
 mod router;
+mod stream;
 
 pub use builder::RouterBuilder;
 pub use config::{AliasTarget, GeneralSettings, RouterConfig, RouterSettings};
 pub use error::{AttemptFailure, ConfigError, RouterError};
 pub use health::DeploymentHealth;
 pub use router::{ResponseMeta, Routed, RoutedStream, Router};
+pub use stream::CONTINUATION_FIELD;
 
 pub use lb_core::{
     ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, Clock,

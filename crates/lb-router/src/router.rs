@@ -6,14 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use lb_core::{
     ChatCompletionRequest, ChatCompletionResponse, ChunkStream, Deployment, DeploymentId,
     EmbeddingRequest, EmbeddingResponse, SharedClock, UpstreamError,
 };
-use lb_health::{
-    DeploymentStats, FailureContext, HealthTracker, InFlight, RetryBudget, StatsSnapshot,
-};
+use lb_health::{DeploymentStats, FailureContext, HealthTracker, RetryBudget, StatsSnapshot};
 use lb_providers::Provider;
 use lb_strategies::Strategy;
 use rand::SeedableRng;
@@ -219,7 +216,7 @@ const ROUTER_ONLY_KEYS: &[&str] = &[
 ];
 
 /// Per-call overrides read from the request body.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct CallOptions {
     /// The request's tags (`metadata.tags` or `tags`), for tag routing.
     pub(crate) tags: Option<Vec<String>>,
@@ -229,6 +226,11 @@ pub(crate) struct CallOptions {
     /// The request's own `fallbacks` (replacing the configured ones).
     pub(crate) fallbacks: Option<Vec<String>>,
     pub(crate) disable_fallbacks: bool,
+    pub(crate) stream_idle_timeout: Option<Duration>,
+    /// Deployments this call must not use (a continuation avoids the one that broke).
+    pub(crate) exclude: Vec<usize>,
+    /// Only deployments that continue from an assistant prefill.
+    pub(crate) require_prefill: bool,
 }
 
 fn tag_list(key: &str, v: &Value) -> Result<Vec<String>, RouterError> {
@@ -301,7 +303,7 @@ impl CallOptions {
                         .as_bool()
                         .ok_or_else(|| bad_param(key, "true or false", &v))?;
                 }
-                "timeout" | "request_timeout" | "stream_timeout" => {
+                "timeout" | "request_timeout" | "stream_timeout" | "stream_idle_timeout" => {
                     let secs = v
                         .as_f64()
                         .filter(|s| *s > 0.0 && s.is_finite() && *s < 1e10)
@@ -309,6 +311,8 @@ impl CallOptions {
                     let d = Duration::from_secs_f64(secs);
                     if *key == "stream_timeout" {
                         opts.stream_timeout = Some(d);
+                    } else if *key == "stream_idle_timeout" {
+                        opts.stream_idle_timeout = Some(d);
                     } else if opts.timeout.is_none() || *key == "timeout" {
                         opts.timeout = Some(d);
                     }
@@ -360,19 +364,23 @@ impl Router {
     }
 
     /// A streamed chat completion, routed. Attempts fail over to the next
-    /// deployment until one delivers its first chunk; after that, an error
-    /// ends the stream with an `Err` item.
+    /// deployment until one delivers its first chunk. After that, a failure
+    /// is continued by another deployment from the text delivered so far
+    /// (up to `max_stream_continuations`), or ends the stream with an `Err`
+    /// item describing the original failure.
     pub async fn completion_stream(
         &self,
         mut req: ChatCompletionRequest,
     ) -> Result<RoutedStream, RouterError> {
         let opts = CallOptions::take(&mut req.extra)?;
         req.stream = Some(true);
+        let inner = &*self.inner;
+        let start = inner.clock.now();
         // Limits and budgets settle with the real usage: ask the upstream for
         // it, and hide it from a client that did not ask.
         let client_wants_usage =
             req.stream_options.as_ref().and_then(|o| o.include_usage) == Some(true);
-        let inject = !client_wants_usage && self.inner.limits.needs_usage;
+        let inject = !client_wants_usage && inner.limits.needs_usage;
         if inject {
             let mut options = req.stream_options.take().unwrap_or(lb_core::StreamOptions {
                 include_usage: None,
@@ -387,77 +395,32 @@ impl Router {
         let Output::Stream(stream) = out else {
             return Err(internal_mismatch());
         };
-        struct State {
-            inner: ChunkStream,
-            // Held until the stream ends: in-flight counts and concurrency
-            // slots cover the whole answer.
-            _guard: InFlight,
-            held: Option<crate::limits::Held>,
-            usage: Option<lb_core::Usage>,
-            router: Router,
-            index: usize,
-            inject: bool,
-            done: bool,
-        }
-        let state = State {
+        let continuations = inner.settings.max_stream_continuations;
+        let deadline = start + opts.timeout.unwrap_or(inner.settings.timeout);
+        let state = crate::stream::StreamState {
+            router: self.clone(),
             inner: stream,
             _guard: guard,
             held,
-            usage: None,
-            router: self.clone(),
             index: meta.index,
             inject,
+            usage: None,
             done: false,
+            original: (continuations > 0).then(|| req.clone()),
+            opts,
+            group: Arc::clone(&meta.model_group),
+            deadline,
+            continuations_left: continuations,
+            delivered: String::new(),
+            continuable: true,
+            finished: false,
+            first_id: None,
+            skip_role: false,
+            original_error: None,
+            continued: Vec::new(),
+            prefill_tokens: 0,
         };
-        let stream = futures_util::stream::unfold(state, |mut st| async move {
-            loop {
-                if st.done {
-                    return None;
-                }
-                match st.inner.next().await {
-                    Some(Ok(mut chunk)) => {
-                        if let Some(u) = &chunk.usage {
-                            st.usage = Some(u.clone());
-                        }
-                        if st.inject {
-                            if chunk.choices.is_empty() && chunk.usage.is_some() {
-                                continue;
-                            }
-                            chunk.usage = None;
-                        } else if let Some(u) = chunk.usage.as_mut() {
-                            if let Some(cost) = st.router.cost_of(st.index, u) {
-                                u.extra.insert("cost".to_owned(), cost.into());
-                            }
-                        }
-                        return Some((Ok(chunk), st));
-                    }
-                    Some(Err(e)) => {
-                        st.done = true;
-                        st.router.record_failure(st.index, &e);
-                        let deployment = &st.router.inner.entries[st.index].deployment.id;
-                        tracing::warn!(deployment = %deployment, error = %e, "stream failed after its first chunk");
-                        st.finish().await;
-                        return Some((Err(e), st));
-                    }
-                    None => {
-                        st.done = true;
-                        st.finish().await;
-                        return None;
-                    }
-                }
-            }
-        });
-        impl State {
-            async fn finish(&mut self) {
-                if let Some(held) = self.held.take() {
-                    let cost = self
-                        .usage
-                        .as_ref()
-                        .and_then(|u| self.router.cost_of(self.index, u));
-                    held.settle(self.usage.as_ref(), cost).await;
-                }
-            }
-        }
+        let stream = futures_util::stream::unfold(state, crate::stream::StreamState::next);
         Ok(RoutedStream {
             stream: Box::pin(stream),
             meta,

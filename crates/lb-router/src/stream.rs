@@ -1,0 +1,247 @@
+//! Streams that survive faults: usage accounting, and continuation of an
+//! answer that broke mid-way by another deployment.
+//!
+//! When a stream fails after content reached the client (a cut, a reset, a
+//! stall past `stream_idle_timeout`), the router asks another deployment of
+//! the group (or a fallback group) to continue: the original messages plus
+//! the text delivered so far as an assistant prefill. Only the continuation
+//! is streamed on, under the original id, so the client sees one answer with
+//! one `finish_reason`. When that is impossible, the stream ends with an
+//! error event that describes the original failure, and no `[DONE]`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use lb_core::{
+    ChatCompletionChunk, ChatCompletionRequest, ChatMessage, ChunkStream, DeploymentId,
+    UpstreamError, Usage,
+};
+use lb_health::InFlight;
+use serde_json::json;
+
+use crate::limits::Held;
+use crate::router::{CallOptions, Op, Output, Router, Target};
+
+/// The name of the field the final chunk of a continued stream carries.
+pub const CONTINUATION_FIELD: &str = "x_lb_continuation";
+
+/// One stream being served to a client.
+pub(crate) struct StreamState {
+    pub(crate) router: Router,
+    pub(crate) inner: ChunkStream,
+    pub(crate) _guard: InFlight,
+    pub(crate) held: Option<Held>,
+    pub(crate) index: usize,
+    /// The router asked the upstream for usage the client did not ask for.
+    pub(crate) inject: bool,
+    pub(crate) usage: Option<Usage>,
+    pub(crate) done: bool,
+    /// Continuation: the request as the client sent it (router fields taken
+    /// out), when continuations are allowed.
+    pub(crate) original: Option<ChatCompletionRequest>,
+    pub(crate) opts: CallOptions,
+    pub(crate) group: Arc<str>,
+    pub(crate) deadline: Instant,
+    pub(crate) continuations_left: u32,
+    /// Text of choice 0 delivered to the client so far.
+    pub(crate) delivered: String,
+    /// Only choice 0 and plain text so far (tool calls cannot be continued).
+    pub(crate) continuable: bool,
+    pub(crate) finished: bool,
+    pub(crate) first_id: Option<(String, u64)>,
+    /// A continuation's first chunk (role only) is not sent again.
+    pub(crate) skip_role: bool,
+    /// The failure that broke the stream first.
+    pub(crate) original_error: Option<UpstreamError>,
+    /// (failed deployment, deployment that continued).
+    pub(crate) continued: Vec<(DeploymentId, DeploymentId)>,
+    /// Tokens delivered before the last continuation (estimated).
+    pub(crate) prefill_tokens: u64,
+}
+
+/// Whether a chunk only announces the role (the first chunk of a stream).
+fn role_only(chunk: &ChatCompletionChunk) -> bool {
+    chunk.usage.is_none()
+        && !chunk.choices.is_empty()
+        && chunk.choices.iter().all(|c| {
+            c.finish_reason.is_none()
+                && c.content().is_none_or(str::is_empty)
+                && c.delta.get("tool_calls").is_none()
+        })
+}
+
+impl StreamState {
+    /// The next chunk for the client.
+    pub(crate) async fn next(
+        mut self,
+    ) -> Option<(Result<ChatCompletionChunk, UpstreamError>, Self)> {
+        loop {
+            if self.done {
+                return None;
+            }
+            match self.inner.next().await {
+                Some(Ok(chunk)) => {
+                    if self.skip_role {
+                        self.skip_role = false;
+                        if role_only(&chunk) {
+                            continue;
+                        }
+                    }
+                    if let Some(chunk) = self.pass(chunk) {
+                        return Some((Ok(chunk), self));
+                    }
+                }
+                Some(Err(e)) => {
+                    self.router.record_failure(self.index, &e);
+                    let failed = self.router.inner.entries[self.index].deployment.id.clone();
+                    tracing::warn!(deployment = %failed, error = %e, "stream failed after its first chunk");
+                    self.settle().await;
+                    let original = self.original_error.get_or_insert(e).clone();
+                    if self.can_continue() {
+                        match self.continue_on().await {
+                            Ok(by) => {
+                                tracing::info!(
+                                    failed = %failed,
+                                    continued_by = %by,
+                                    delivered_chars = self.delivered.len(),
+                                    "stream continued by another deployment"
+                                );
+                                self.continued.push((failed, by));
+                                continue;
+                            }
+                            Err(why) => {
+                                tracing::warn!(error = %why, "stream continuation failed; ending the stream with the original error");
+                            }
+                        }
+                    }
+                    self.done = true;
+                    return Some((Err(original), self));
+                }
+                None => {
+                    self.done = true;
+                    self.settle().await;
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Bookkeeping of one upstream chunk; `None` when the client must not see it.
+    fn pass(&mut self, mut chunk: ChatCompletionChunk) -> Option<ChatCompletionChunk> {
+        if let Some(u) = &chunk.usage {
+            self.usage = Some(u.clone());
+        }
+        for c in &chunk.choices {
+            if c.index != 0
+                || c.delta.get("tool_calls").is_some()
+                || c.delta.get("function_call").is_some()
+            {
+                self.continuable = false;
+            }
+            if let Some(text) = c.content() {
+                self.delivered.push_str(text);
+            }
+            if c.finish_reason.is_some() {
+                self.finished = true;
+            }
+        }
+        match &self.first_id {
+            None => self.first_id = Some((chunk.id.clone(), chunk.created)),
+            Some((id, created)) if !self.continued.is_empty() => {
+                // One answer: the continuation speaks under the original id.
+                chunk.id = id.clone();
+                chunk.created = *created;
+            }
+            Some(_) => {}
+        }
+        if let (Some((failed, by)), true) = (self.continued.last(), chunk.finish_reason().is_some())
+        {
+            chunk.extra.insert(
+                CONTINUATION_FIELD.to_owned(),
+                json!({
+                    "continued_by": by.as_str(),
+                    "failed_deployment": failed.as_str(),
+                    "reason": self.original_error.as_ref().map(|e| e.message.clone()),
+                    "continuations": self.continued.len(),
+                }),
+            );
+        }
+        if self.inject {
+            if chunk.choices.is_empty() && chunk.usage.is_some() {
+                return None;
+            }
+            chunk.usage = None;
+        } else if let Some(u) = chunk.usage.as_mut() {
+            if !self.continued.is_empty() {
+                // Combined usage: the continuation's prompt held the prefill.
+                u.prompt_tokens = u.prompt_tokens.saturating_sub(self.prefill_tokens);
+                u.completion_tokens = u.completion_tokens.saturating_add(self.prefill_tokens);
+                u.total_tokens = u.prompt_tokens + u.completion_tokens;
+            }
+            if let Some(cost) = self.router.cost_of(self.index, u) {
+                u.extra.insert("cost".to_owned(), cost.into());
+            }
+        }
+        Some(chunk)
+    }
+
+    fn can_continue(&self) -> bool {
+        self.continuations_left > 0
+            && self.original.is_some()
+            && self.continuable
+            && !self.finished
+            && !self.delivered.is_empty()
+            && self.router.inner.clock.now() < self.deadline
+    }
+
+    /// Settles the current upstream's admission with its usage (or the estimate).
+    async fn settle(&mut self) {
+        if let Some(held) = self.held.take() {
+            let cost = self
+                .usage
+                .as_ref()
+                .and_then(|u| self.router.cost_of(self.index, u));
+            held.settle(self.usage.as_ref(), cost).await;
+        }
+    }
+
+    /// Asks another deployment (of the group, else a fallback group) to
+    /// continue from the text delivered so far; swaps the stream in.
+    async fn continue_on(&mut self) -> Result<DeploymentId, String> {
+        let Some(original) = &self.original else {
+            return Err("continuation is off".to_owned());
+        };
+        let mut req = original.clone();
+        req.messages
+            .push(ChatMessage::assistant(self.delivered.clone()));
+        let mut opts = self.opts.clone();
+        opts.exclude.push(self.index);
+        opts.require_prefill = true;
+        let remaining = self
+            .deadline
+            .saturating_duration_since(self.router.inner.clock.now());
+        opts.timeout = Some(opts.timeout.map_or(remaining, |t| t.min(remaining)));
+        let (out, meta, (guard, held)) = self
+            .router
+            .call(
+                Target::Group(Arc::clone(&self.group)),
+                &opts,
+                Op::Stream(&req),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let Output::Stream(stream) = out else {
+            return Err("the provider answered a different kind of call".to_owned());
+        };
+        self.continuations_left -= 1;
+        self.prefill_tokens = (self.delivered.len() as u64).div_ceil(4);
+        self.inner = stream;
+        self._guard = guard;
+        self.held = held;
+        self.index = meta.index;
+        self.usage = None;
+        self.skip_role = true;
+        Ok(meta.deployment_id)
+    }
+}
