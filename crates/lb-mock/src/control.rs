@@ -19,7 +19,8 @@ struct FailNext {
     #[serde(default = "one")]
     n: usize,
     /// `status` (default), `hang`, `context_window`, `content_policy`,
-    /// `slow_first_token`, `cut_stream_after` or `ok`.
+    /// `slow_first_token`, `cut_stream_after`, `stall_after`,
+    /// `malformed_event_at`, `omit_done`, `content_filtered` or `ok`.
     #[serde(default)]
     kind: Option<String>,
     #[serde(default)]
@@ -30,10 +31,10 @@ struct FailNext {
     retry_after_ms: Option<u64>,
     #[serde(default)]
     message: Option<String>,
-    /// For `slow_first_token`.
+    /// For `slow_first_token` and `stall_after` (default 1000).
     #[serde(default)]
     delay_ms: Option<u64>,
-    /// For `cut_stream_after`.
+    /// For `cut_stream_after`, `stall_after` and `malformed_event_at` (default 1).
     #[serde(default)]
     chunks: Option<u32>,
 }
@@ -61,6 +62,12 @@ impl FailNext {
                 Fault::SlowFirstToken(Duration::from_millis(self.delay_ms.unwrap_or(1000)))
             }
             "cut_stream_after" => Fault::CutStreamAfter(self.chunks.unwrap_or(1)),
+            "stall_after" => Fault::StallAfter {
+                tokens: self.chunks.unwrap_or(1),
+                stall: Duration::from_millis(self.delay_ms.unwrap_or(1000)),
+            },
+            "malformed_event_at" => Fault::MalformedEventAt(self.chunks.unwrap_or(1)),
+            "omit_done" => Fault::OmitDone,
             "ok" => Fault::Ok,
             "content_filtered" => Fault::ContentFiltered,
             other => return Err(format!("unknown fault kind {other:?}")),
@@ -92,6 +99,8 @@ struct BehaviorDto {
     embedding_dims: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     seed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reject_prefill: Option<bool>,
 }
 
 fn millis(d: Duration) -> u64 {
@@ -113,6 +122,7 @@ impl BehaviorDto {
             model: b.model.clone(),
             embedding_dims: Some(b.embedding_dims),
             seed: Some(b.seed),
+            reject_prefill: Some(b.reject_prefill),
         }
     }
 
@@ -143,6 +153,9 @@ impl BehaviorDto {
         }
         if let Some(v) = self.seed {
             b.seed = v;
+        }
+        if let Some(v) = self.reject_prefill {
+            b.reject_prefill = v;
         }
     }
 }

@@ -144,12 +144,29 @@ fn recorded(parts: &Parts, bytes: &Bytes, at: Instant) -> RecordedRequest {
     }
 }
 
+/// How a successful stream departs from the normal one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum StreamFault {
+    None,
+    /// Abort after this many content chunks ([`Fault::CutStreamAfter`]).
+    Cut(u32),
+    /// Send nothing for `stall` after `after` content chunks ([`Fault::StallAfter`]).
+    Stall {
+        after: u32,
+        stall: Duration,
+    },
+    /// An invalid-JSON event after this many content chunks ([`Fault::MalformedEventAt`]).
+    Malformed(u32),
+    /// No `[DONE]` ([`Fault::OmitDone`]).
+    OmitDone,
+}
+
 /// What to do with a chat/embedding request.
 enum Outcome {
-    /// Succeed after `delay`; streams are cut after `cut` content chunks.
+    /// Succeed after `delay`; streams depart from the normal one as `stream` says.
     Success {
         delay: Duration,
-        cut: Option<u32>,
+        stream: StreamFault,
         filtered: bool,
     },
     /// Fail after `delay` with this fault (`Status`, `ContextWindow`,
@@ -167,27 +184,30 @@ fn decide<'b>(shared: &Shared, b: &'b Behavior) -> (Cow<'b, Fault>, Outcome) {
         None => Cow::Borrowed(&FAULT_OK),
     };
     let delay = b.latency.saturating_add(jitter);
+    let success = |stream| Outcome::Success {
+        delay,
+        stream,
+        filtered: false,
+    };
     let outcome = match &*fault {
-        Fault::Ok => Outcome::Success {
-            delay,
-            cut: None,
-            filtered: false,
-        },
+        Fault::Ok => success(StreamFault::None),
         Fault::ContentFiltered => Outcome::Success {
             delay,
-            cut: None,
+            stream: StreamFault::None,
             filtered: true,
         },
         Fault::SlowFirstToken(d) => Outcome::Success {
             delay: d.saturating_add(jitter),
-            cut: None,
+            stream: StreamFault::None,
             filtered: false,
         },
-        Fault::CutStreamAfter(n) => Outcome::Success {
-            delay,
-            cut: Some(*n),
-            filtered: false,
-        },
+        Fault::CutStreamAfter(n) => success(StreamFault::Cut(*n)),
+        Fault::StallAfter { tokens, stall } => success(StreamFault::Stall {
+            after: *tokens,
+            stall: *stall,
+        }),
+        Fault::MalformedEventAt(n) => success(StreamFault::Malformed(*n)),
+        Fault::OmitDone => success(StreamFault::OmitDone),
         Fault::Status { .. } | Fault::ContextWindow | Fault::ContentPolicy | Fault::Hang => {
             Outcome::Fail { delay }
         }
@@ -289,6 +309,9 @@ struct Usage {
     total_tokens: u64,
 }
 
+/// The 400 of [`Behavior::reject_prefill`].
+const PREFILL_NOT_SUPPORTED: &str = "This model does not support assistant message prefill";
+
 async fn chat(guard: InFlight, bytes: &[u8], azure: Option<&str>) -> Response {
     let req: ChatRequest<'_> = match serde_json::from_slice(bytes) {
         Ok(r) => r,
@@ -297,26 +320,47 @@ async fn chat(guard: InFlight, bytes: &[u8], azure: Option<&str>) -> Response {
     let shared = guard.shared();
     let st = shared.state.load_full();
     let b = &st.behavior;
+    let prefill = req.messages.prefill.as_deref();
+    if prefill.is_some() {
+        shared.counters.prefill.fetch_add(1, Relaxed);
+        if b.reject_prefill {
+            pause(&shared.shutdown, b.latency).await;
+            shared.counters.faults.fetch_add(1, Relaxed);
+            return error(
+                StatusCode::BAD_REQUEST,
+                PREFILL_NOT_SUPPORTED,
+                "invalid_request_error",
+                Some("prefill_not_supported"),
+            );
+        }
+    }
     let (fault, outcome) = decide(shared, b);
-    let (delay, cut, filtered) = match outcome {
+    let (delay, stream_fault, filtered) = match outcome {
         Outcome::Fail { delay } => return fail(shared, &fault, delay, azure.is_some()).await,
         Outcome::Success {
             delay,
-            cut,
+            stream,
             filtered,
-        } => (delay, cut, filtered),
+        } => (delay, stream, filtered),
     };
     pause(&shared.shutdown, delay).await;
 
+    // A prefill at a token boundary is continued: the answer starts after
+    // its `first` tokens (with the separating space if it had none).
+    let (first, lead_space) = prefill
+        .and_then(|p| st.text.match_prefill(p))
+        .unwrap_or((0, false));
+    let remaining = st.text.len().saturating_sub(first);
     let limit = match (req.max_tokens, req.max_completion_tokens) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
     let (n, finish) = match limit {
-        _ if filtered => (b.completion_tokens, "content_filter"),
-        Some(m) if m < u64::from(b.completion_tokens) => (m as u32, "length"),
-        _ => (b.completion_tokens, "stop"),
+        _ if filtered => (remaining, "content_filter"),
+        Some(m) if m < u64::from(remaining) => (m as u32, "length"),
+        _ => (remaining, "stop"),
     };
+    let lead_space = lead_space && n > 0;
     let model = b
         .model
         .as_deref()
@@ -325,7 +369,7 @@ async fn chat(guard: InFlight, bytes: &[u8], azure: Option<&str>) -> Response {
         .unwrap_or("mock");
     let id = shared.next_id.fetch_add(1, Relaxed);
     let created = unix_secs();
-    let prompt = req.messages.0;
+    let prompt = req.messages.tokens;
 
     if req.stream == Some(true) {
         let include_usage = req
@@ -333,12 +377,15 @@ async fn chat(guard: InFlight, bytes: &[u8], azure: Option<&str>) -> Response {
             .as_ref()
             .and_then(|o| o.include_usage)
             .unwrap_or(false);
-        if cut.is_some() {
-            shared.counters.faults.fetch_add(1, Relaxed);
-        } else {
-            shared.counters.successes.fetch_add(1, Relaxed);
-        }
-        let shutdown = (!b.token_interval.is_zero()).then(|| shared.shutdown.clone());
+        match stream_fault {
+            StreamFault::Cut(_) => shared.counters.faults.fetch_add(1, Relaxed),
+            // Counted when the stream completes.
+            StreamFault::Stall { .. } => 0,
+            _ => shared.counters.successes.fetch_add(1, Relaxed),
+        };
+        let needs_shutdown =
+            !b.token_interval.is_zero() || matches!(stream_fault, StreamFault::Stall { .. });
+        let shutdown = needs_shutdown.then(|| shared.shutdown.clone());
         let ctx = StreamCtx {
             prefix: chunk_prefix(id, created, model),
             suffix: if include_usage {
@@ -346,12 +393,15 @@ async fn chat(guard: InFlight, bytes: &[u8], azure: Option<&str>) -> Response {
             } else {
                 "}\n\n"
             },
+            first,
+            lead_space,
             n,
             finish,
             include_usage,
             prompt,
             interval: b.token_interval,
-            cut,
+            fault: stream_fault,
+            count_on_done: matches!(stream_fault, StreamFault::Stall { .. }),
             step: Step::Role,
             guard: Some(guard),
             shutdown,
@@ -369,7 +419,7 @@ async fn chat(guard: InFlight, bytes: &[u8], azure: Option<&str>) -> Response {
             index: 0,
             message: AssistantMessage {
                 role: "assistant",
-                content: st.text.prefix(n),
+                content: st.text.slice(first, n, lead_space),
             },
             logprobs: None,
             finish_reason: finish,
@@ -420,7 +470,12 @@ fn push_json_str(out: &mut String, s: &str) {
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Step {
     Role,
+    /// The `j`-th content chunk of this answer.
     Token(u32),
+    /// The stall of [`StreamFault::Stall`], after this many content chunks.
+    Stall(u32),
+    /// The bad event of [`StreamFault::Malformed`], after this many content chunks.
+    Malformed(u32),
     Finish,
     Usage,
     Done,
@@ -428,19 +483,31 @@ enum Step {
     End,
 }
 
+/// The invalid-JSON event of [`Fault::MalformedEventAt`].
+const MALFORMED_EVENT: &[u8] = b"data: {\"id\": broken\n\n";
+
 struct StreamCtx {
     prefix: String,
     suffix: &'static str,
+    /// Canonical index of the first token (tokens continued after a prefill).
+    first: u32,
+    /// Whether the first content chunk starts with the separating space.
+    lead_space: bool,
+    /// Content chunks in this answer.
     n: u32,
     finish: &'static str,
     include_usage: bool,
     prompt: u64,
     interval: Duration,
-    cut: Option<u32>,
+    /// The departure from a normal stream; `Stall`/`Malformed` become
+    /// `None` once served.
+    fault: StreamFault,
+    /// Count the success when `[DONE]` is produced (stalled streams).
+    count_on_done: bool,
     step: Step,
     /// Keeps the request in flight until the last chunk is produced.
     guard: Option<InFlight>,
-    /// Present when chunks are spaced, to cut the waits on shutdown.
+    /// Present when chunks are spaced or stalled, to cut the waits on shutdown.
     shutdown: Option<watch::Receiver<bool>>,
 }
 
@@ -459,77 +526,113 @@ impl StreamCtx {
 
     /// The step after `sent` content chunks.
     fn after_tokens(&self, sent: u32) -> Step {
-        match self.cut {
-            Some(c) if sent >= c || sent >= self.n => Step::Abort,
+        match self.fault {
+            StreamFault::Cut(c) if sent >= c || sent >= self.n => Step::Abort,
+            StreamFault::Stall { after, .. } if sent == after.min(self.n) => Step::Stall(sent),
+            StreamFault::Malformed(at) if sent == at.min(self.n) => Step::Malformed(sent),
             _ if sent < self.n => Step::Token(sent),
             _ => Step::Finish,
         }
     }
 
+    /// The step after the `finish_reason` and usage chunks.
+    fn after_usage(&self) -> Step {
+        if self.fault == StreamFault::OmitDone {
+            Step::End
+        } else {
+            Step::Done
+        }
+    }
+
     async fn next_item(&mut self) -> Option<Result<Bytes, std::io::Error>> {
-        match self.step {
-            Step::Role => {
-                self.step = self.after_tokens(0);
-                Some(Ok(self.chunk(&[
-                    "{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}]",
-                ])))
-            }
-            Step::Token(i) => {
-                if let Some(rx) = &self.shutdown {
-                    if !pause(rx, self.interval).await {
-                        return self.abort("lb-mock is shutting down");
-                    }
+        loop {
+            return match self.step {
+                Step::Role => {
+                    self.step = self.after_tokens(0);
+                    Some(Ok(self.chunk(&[
+                        "{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}]",
+                    ])))
                 }
-                let space = if i + 1 < self.n { " " } else { "" };
-                let chunk = self.chunk(&[
-                    "{\"index\":0,\"delta\":{\"content\":\"",
-                    canonical_word(i),
-                    space,
-                    "\"},\"logprobs\":null,\"finish_reason\":null}]",
-                ]);
-                self.step = self.after_tokens(i + 1);
-                Some(Ok(chunk))
-            }
-            Step::Finish => {
-                self.step = if self.include_usage {
-                    Step::Usage
-                } else {
-                    Step::Done
-                };
-                Some(Ok(self.chunk(&[
-                    "{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"",
-                    self.finish,
-                    "\"}]",
-                ])))
-            }
-            Step::Usage => {
-                self.step = Step::Done;
-                let mut s = String::with_capacity(self.prefix.len() + 96);
-                s.push_str(&self.prefix);
-                let n = u64::from(self.n);
-                let _ = write!(
-                    s,
-                    "],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
-                    self.prompt,
-                    n,
-                    self.prompt + n
-                );
-                Some(Ok(Bytes::from(s)))
-            }
-            Step::Done => {
-                self.step = Step::End;
-                self.guard = None;
-                Some(Ok(Bytes::from_static(b"data: [DONE]\n\n")))
-            }
-            Step::Abort => {
-                // Let hyper flush the chunks already produced before the abort.
-                tokio::task::yield_now().await;
-                self.abort("lb-mock cut the stream (Fault::CutStreamAfter)")
-            }
-            Step::End => {
-                self.guard = None;
-                None
-            }
+                Step::Token(j) => {
+                    if let Some(rx) = &self.shutdown {
+                        if !pause(rx, self.interval).await {
+                            return self.abort("lb-mock is shutting down");
+                        }
+                    }
+                    let lead = if j == 0 && self.lead_space { " " } else { "" };
+                    let space = if j + 1 < self.n { " " } else { "" };
+                    let chunk = self.chunk(&[
+                        "{\"index\":0,\"delta\":{\"content\":\"",
+                        lead,
+                        canonical_word(self.first.saturating_add(j)),
+                        space,
+                        "\"},\"logprobs\":null,\"finish_reason\":null}]",
+                    ]);
+                    self.step = self.after_tokens(j + 1);
+                    Some(Ok(chunk))
+                }
+                Step::Stall(sent) => {
+                    if let (StreamFault::Stall { stall, .. }, Some(rx)) =
+                        (self.fault, &self.shutdown)
+                    {
+                        if !pause(rx, stall).await {
+                            return self.abort("lb-mock is shutting down");
+                        }
+                    }
+                    self.fault = StreamFault::None;
+                    self.step = self.after_tokens(sent);
+                    continue;
+                }
+                Step::Malformed(sent) => {
+                    self.fault = StreamFault::None;
+                    self.step = self.after_tokens(sent);
+                    Some(Ok(Bytes::from_static(MALFORMED_EVENT)))
+                }
+                Step::Finish => {
+                    self.step = if self.include_usage {
+                        Step::Usage
+                    } else {
+                        self.after_usage()
+                    };
+                    Some(Ok(self.chunk(&[
+                        "{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"",
+                        self.finish,
+                        "\"}]",
+                    ])))
+                }
+                Step::Usage => {
+                    self.step = self.after_usage();
+                    let mut s = String::with_capacity(self.prefix.len() + 96);
+                    s.push_str(&self.prefix);
+                    let n = u64::from(self.n);
+                    let _ = write!(
+                        s,
+                        "],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
+                        self.prompt,
+                        n,
+                        self.prompt + n
+                    );
+                    Some(Ok(Bytes::from(s)))
+                }
+                Step::Done => {
+                    self.step = Step::End;
+                    if let Some(g) = self.guard.take() {
+                        if self.count_on_done {
+                            g.shared().counters.successes.fetch_add(1, Relaxed);
+                        }
+                    }
+                    Some(Ok(Bytes::from_static(b"data: [DONE]\n\n")))
+                }
+                Step::Abort => {
+                    // Let hyper flush the chunks already produced before the abort.
+                    tokio::task::yield_now().await;
+                    self.abort("lb-mock cut the stream (Fault::CutStreamAfter)")
+                }
+                Step::End => {
+                    self.guard = None;
+                    None
+                }
+            };
         }
     }
 
@@ -888,6 +991,9 @@ fn fault_response(fault: &Fault, azure: bool) -> Response {
         Fault::Hang
         | Fault::SlowFirstToken(_)
         | Fault::CutStreamAfter(_)
+        | Fault::StallAfter { .. }
+        | Fault::MalformedEventAt(_)
+        | Fault::OmitDone
         | Fault::Ok
         | Fault::ContentFiltered => error(
             StatusCode::INTERNAL_SERVER_ERROR,

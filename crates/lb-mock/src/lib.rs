@@ -65,10 +65,13 @@
 //!   `POST /__mock/fail_next` (`{"n":3,"status":503,"retry_after_secs":2}`,
 //!   also `retry_after_ms`, `message`, and `kind`: `status` | `hang` |
 //!   `context_window` | `content_policy` | `slow_first_token` (`delay_ms`) |
-//!   `cut_stream_after` (`chunks`) | `ok`), `POST /__mock/clear_script`,
+//!   `cut_stream_after` (`chunks`) | `stall_after` (`chunks`, `delay_ms`) |
+//!   `malformed_event_at` (`chunks`) | `omit_done` | `content_filtered` |
+//!   `ok`), `POST /__mock/clear_script`,
 //!   `GET`/`POST /__mock/behavior` (`latency_ms`, `jitter_ms`,
 //!   `failure_rate`, `failure_status`, `completion_tokens`,
-//!   `token_interval_ms`, `model`, `embedding_dims`, `seed`).
+//!   `token_interval_ms`, `model`, `embedding_dims`, `seed`,
+//!   `reject_prefill`).
 //!
 //! # Outcome of a request
 //!
@@ -77,6 +80,34 @@
 //! (serving [`Behavior::failure`]), else success. Successes and error
 //! faults wait [`Behavior::latency`] plus a draw in `0..jitter` before the
 //! response headers; [`Fault::SlowFirstToken`] replaces the latency.
+//!
+//! Before that, a chat request with an assistant prefill (see below) on a
+//! deployment with [`Behavior::reject_prefill`] gets, after `latency`, a
+//! 400 `{"error":{"message":"This model does not support assistant message
+//! prefill","type":"invalid_request_error","param":null,
+//! "code":"prefill_not_supported"}}`, counted as a fault; it consumes
+//! neither a scripted fault nor a draw.
+//!
+//! # Stream faults
+//!
+//! These are successes for non-stream requests; for streams:
+//!
+//! - [`Fault::CutStreamAfter`]`(n)`: the role chunk and `n` content chunks,
+//!   then the connection is aborted (a fault);
+//! - [`Fault::StallAfter`]` { tokens, stall }`: the role chunk and `tokens`
+//!   content chunks, then nothing for `stall` (the connection stays open),
+//!   then the rest of the stream as usual. A slow success: counted in
+//!   `successes` when `[DONE]` is produced (neither a success nor a fault
+//!   if the client gives up during the stall, or on shutdown, which ends
+//!   the stall and aborts the stream);
+//! - [`Fault::MalformedEventAt`]`(n)`: an extra event `data: {"id": broken`
+//!   (not valid JSON) right after content chunk `n` (1-based), then the
+//!   rest of the stream as usual, `[DONE]` included (a success);
+//! - [`Fault::OmitDone`]: the whole stream (finish chunk, usage chunk if
+//!   asked) but no `data: [DONE]`; the body just ends (a success).
+//!
+//! The chunk counts of these faults count the content chunks of the answer
+//! actually sent, so with a prefill they count continuation chunks.
 //!
 //! # The canonical answer
 //!
@@ -90,6 +121,38 @@
 //! both) is below `C`, only that many tokens are generated and
 //! `finish_reason` is `"length"` instead of `"stop"`.
 //!
+//! # Assistant prefill (continuation)
+//!
+//! A chat request whose **last** message has role `"assistant"` is an
+//! assistant prefill (whatever its other fields: Mistral/DeepSeek's
+//! `"prefix": true` on the message and vLLM's top-level
+//! `"continue_final_message": true` are accepted and change nothing). Its
+//! prefill text is the message's `content`: a string, or the text parts
+//! concatenated in order without separator (`""` when null or absent).
+//! [`MockDeployment::prefill_requests`] counts these requests.
+//!
+//! Let `P` be the prefill text and `T` = `P` with trailing whitespace
+//! trimmed. If `T` is exactly [`canonical_text`]`(k)` for some `k` in
+//! `0..=C` (a prefix of the answer ending after a whole word — `T` empty
+//! gives `k = 0`), the answer is the *continuation*: tokens `k..C` only,
+//! with `finish_reason` `"stop"` and `usage.completion_tokens = C - k`
+//! (`max_tokens` limits these new tokens; `prompt_tokens` is estimated as
+//! usual, the prefill message included). Otherwise the answer is the full
+//! canonical text as usual.
+//!
+//! The spacing rule: the continuation is the canonical text of tokens
+//! `k..C` (words joined by single spaces, no trailing space), **preceded
+//! by one space when `k > 0` and `P` has no trailing whitespace**. So for
+//! `P` = `canonical_text(k)` or `canonical_text(k) + " "` with `0 < k < C`
+//! (or `P` empty), `P + continuation == canonical_text(C)` exactly; with
+//! other trailing whitespace (`"\n"`, two spaces) the continuation has no
+//! leading space either. In a stream, the continuation's chunks are the
+//! canonical chunks of tokens `k..C` (word + space, except the last), the
+//! first one starting with the separating space when there is one: with
+//! `C = 5`, `"alpha bravo "` is continued by `"charlie "`, `"delta "`,
+//! `"echo"`, and `"alpha bravo"` by `" charlie "`, `"delta "`, `"echo"`; a
+//! non-stream answer's `content` is their concatenation. A prefill of all
+//! `C` tokens gets an empty answer (0 completion tokens).
 //! A stream is: a role chunk (`delta: {"role":"assistant","content":""}`),
 //! one chunk per token (spaced by [`Behavior::token_interval`]), a chunk
 //! with an empty delta and the `finish_reason`, a `"choices":[]` chunk with
@@ -111,8 +174,11 @@
 //! # Counters
 //!
 //! [`MockDeployment::requests`] counts on arrival; [`successes`] counts 2xx
-//! answers and [`faults`] injected faults (including hangs and cut
-//! streams) when they are answered; [`in_flight`] is a gauge.
+//! answers and [`faults`] injected faults (including hangs, cut streams
+//! and refused prefills) when they are answered (a stalled stream is
+//! counted as a success when it completes); [`in_flight`] is a gauge;
+//! [`prefill_requests`](MockDeployment::prefill_requests) counts chat
+//! requests with an assistant prefill.
 //!
 //! [`successes`]: MockDeployment::successes
 //! [`faults`]: MockDeployment::faults

@@ -503,7 +503,9 @@ mod tests {
             Some("al\"pha bravo".into())
         );
         assert_eq!(
-            prefill(json!({"messages": [user, {"role": "assistant", "content": null, "tool_calls": []}]})),
+            prefill(
+                json!({"messages": [user, {"role": "assistant", "content": null, "tool_calls": []}]})
+            ),
             Some(String::new())
         );
         assert_eq!(

@@ -43,6 +43,7 @@ pub(crate) struct Counters {
     pub(crate) successes: AtomicU64,
     pub(crate) faults: AtomicU64,
     pub(crate) in_flight: AtomicU64,
+    pub(crate) prefill: AtomicU64,
 }
 
 /// State shared by a deployment's handles and its server task.
@@ -122,7 +123,14 @@ impl Shared {
 
     pub(crate) fn reset(&self) {
         let c = &self.counters;
-        for a in [&c.requests, &c.chat, &c.embeddings, &c.successes, &c.faults] {
+        for a in [
+            &c.requests,
+            &c.chat,
+            &c.embeddings,
+            &c.successes,
+            &c.faults,
+            &c.prefill,
+        ] {
             a.store(0, Relaxed);
         }
         self.draw_seq.store(0, Relaxed);
@@ -137,6 +145,7 @@ impl Shared {
             successes: c.successes.load(Relaxed),
             faults: c.faults.load(Relaxed),
             in_flight: c.in_flight.load(Relaxed),
+            prefill_requests: c.prefill.load(Relaxed),
         }
     }
 
@@ -186,6 +195,8 @@ pub struct Stats {
     pub faults: u64,
     /// See [`MockDeployment::in_flight`].
     pub in_flight: u64,
+    /// See [`MockDeployment::prefill_requests`].
+    pub prefill_requests: u64,
 }
 
 /// One request as received by a deployment (see
@@ -322,16 +333,26 @@ impl MockDeployment {
     }
 
     /// Requests answered with a 2xx (counted when the response headers are
-    /// produced; a stream cut by [`Fault::CutStreamAfter`] is a fault).
+    /// produced; a stream cut by [`Fault::CutStreamAfter`] is a fault; a
+    /// stream stalled by [`Fault::StallAfter`] is counted when it
+    /// completes).
     pub fn successes(&self) -> u64 {
         self.shared.counters.successes.load(Relaxed)
     }
 
     /// Requests answered with an injected fault (scripted or drawn):
-    /// error statuses, [`Fault::Hang`] (counted when it starts hanging) and
-    /// cut streams.
+    /// error statuses, [`Fault::Hang`] (counted when it starts hanging), cut
+    /// streams, and prefills refused by [`Behavior::reject_prefill`].
     pub fn faults(&self) -> u64 {
         self.shared.counters.faults.load(Relaxed)
+    }
+
+    /// Chat requests whose last message has role `"assistant"` (assistant
+    /// prefills, see the crate docs), counted when the body parsed, whatever
+    /// the outcome (continued, answered in full, refused by
+    /// [`Behavior::reject_prefill`], or failed by a fault).
+    pub fn prefill_requests(&self) -> u64 {
+        self.shared.counters.prefill.load(Relaxed)
     }
 
     /// Requests currently being handled (a stream until its last chunk).

@@ -734,7 +734,7 @@ async fn http_control_plane() {
         .unwrap();
     assert_eq!(
         stats,
-        json!({"requests": 1, "chat_requests": 1, "embedding_requests": 0, "successes": 0, "faults": 1, "in_flight": 0})
+        json!({"requests": 1, "chat_requests": 1, "embedding_requests": 0, "successes": 0, "faults": 1, "in_flight": 0, "prefill_requests": 0})
     );
     c.post(ctl("reset")).send().await.unwrap();
     assert_eq!((d.requests(), d.faults(), d.script_len()), (0, 0, 0));
