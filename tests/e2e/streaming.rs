@@ -144,7 +144,7 @@ async fn slow_first_token_past_stream_timeout_is_a_timeout() {
 
 #[tokio::test]
 async fn a_stream_that_goes_quiet_ends_with_a_timeout_event() {
-    let h = Harness::start(1, "router_settings:\n  stream_timeout: 0.3\n").await;
+    let h = Harness::start(1, "router_settings:\n  stream_idle_timeout: 0.3\n").await;
     // The role chunk comes at once, then nothing for 10 s.
     h.dep(0).update_behavior(|b| {
         b.token_interval = Duration::from_secs(10);

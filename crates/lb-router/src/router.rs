@@ -419,6 +419,7 @@ impl Router {
             original_error: None,
             continued: Vec::new(),
             prefill_tokens: 0,
+            delivered_chunks: 0,
         };
         let stream = futures_util::stream::unfold(state, crate::stream::StreamState::next);
         Ok(RoutedStream {

@@ -58,6 +58,8 @@ pub(crate) struct StreamState {
     pub(crate) continued: Vec<(DeploymentId, DeploymentId)>,
     /// Tokens delivered before the last continuation (estimated).
     pub(crate) prefill_tokens: u64,
+    /// Content chunks delivered so far (about one token each).
+    pub(crate) delivered_chunks: u64,
 }
 
 /// Whether a chunk only announces the role (the first chunk of a stream).
@@ -140,7 +142,11 @@ impl StreamState {
                 self.continuable = false;
             }
             if let Some(text) = c.content() {
-                self.delivered.push_str(text);
+                if !text.is_empty() {
+                    self.delivered.push_str(text);
+                    // Upstreams send about one token per content chunk.
+                    self.delivered_chunks += 1;
+                }
             }
             if c.finish_reason.is_some() {
                 self.finished = true;
@@ -235,7 +241,7 @@ impl StreamState {
             return Err("the provider answered a different kind of call".to_owned());
         };
         self.continuations_left -= 1;
-        self.prefill_tokens = (self.delivered.len() as u64).div_ceil(4);
+        self.prefill_tokens = self.delivered_chunks;
         self.inner = stream;
         self._guard = guard;
         self.held = held;
