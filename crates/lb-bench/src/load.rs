@@ -155,3 +155,65 @@ async fn send(client: &Client, shot: &Shot) -> bool {
         Err(_) => false,
     }
 }
+
+/// Time to first byte and to the end of `n` streamed requests, one at a time.
+pub async fn stream_timings(client: &Client, shot: &Shot, n: u64) -> (LoadResult, LoadResult) {
+    let mut first = new_hist();
+    let mut whole = new_hist();
+    let (mut ok, mut failed) = (0u64, 0u64);
+    let start = now();
+    for _ in 0..n {
+        let t0 = now();
+        let resp = client
+            .post(&shot.url)
+            .header("content-type", "application/json")
+            .body(shot.body.clone())
+            .send()
+            .await;
+        let Ok(mut resp) = resp else {
+            failed += 1;
+            continue;
+        };
+        let mut got_first = false;
+        let mut tail = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(bytes)) => {
+                    if !got_first {
+                        got_first = true;
+                        let micros = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
+                        let _ = first.record(micros);
+                    }
+                    tail = bytes.to_vec();
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    tail.clear();
+                    break;
+                }
+            }
+        }
+        let micros = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
+        let _ = whole.record(micros);
+        if tail.ends_with(b"data: [DONE]\n\n") {
+            ok += 1;
+        } else {
+            failed += 1;
+        }
+    }
+    let elapsed = start.elapsed();
+    (
+        LoadResult {
+            ok,
+            failed,
+            hist: first,
+            elapsed,
+        },
+        LoadResult {
+            ok,
+            failed,
+            hist: whole,
+            elapsed,
+        },
+    )
+}

@@ -399,10 +399,33 @@ async fn bench(
         )
         .await,
     };
+    eprintln!("streams, concurrency 1 ({latency_requests} each)...");
+    let stream_direct = Shot {
+        url: format!("{}/chat/completions", mock.deployment(0).base_url()),
+        body: chat_body(true),
+        stream: true,
+    };
+    let stream_gw = Shot {
+        url: format!("{}/v1/chat/completions", gw.url()),
+        body: chat_body(true),
+        stream: true,
+    };
+    let _ = load::stream_timings(&client, &stream_direct, 500).await;
+    let _ = load::stream_timings(&client, &stream_gw, 500).await;
+    let (ttft_direct, whole_direct) = load::stream_timings(&client, &stream_direct, latency_requests).await;
+    let (ttft_gw, whole_gw) = load::stream_timings(&client, &stream_gw, latency_requests).await;
     gw.shutdown().await.map_err(|e| e.to_string())?;
     mock.shutdown().await;
 
-    let failed = c1.direct.failed + c1.gateway.failed + c64.direct.failed + c64.gateway.failed;
+    let stream_report = stream_report(&ttft_direct, &whole_direct, &ttft_gw, &whole_gw, latency_requests);
+    println!("{stream_report}");
+    write_section(out, STREAM_START, STREAM_END, &stream_report).map_err(|e| format!("cannot write {out}: {e}"))?;
+    let failed = c1.direct.failed
+        + c1.gateway.failed
+        + c64.direct.failed
+        + c64.gateway.failed
+        + whole_direct.failed
+        + whole_gw.failed;
     let report = report(&c1, &c64, &ceiling, seconds, latency_requests, failed);
     println!("{report}");
     write_section(out, START, END, &report).map_err(|e| format!("cannot write {out}: {e}"))?;
@@ -431,6 +454,54 @@ fn machine() -> String {
         .unwrap_or_default();
     format!(
         "{cores} cores, {cpu}; {rustc}; release build; mock, gateway and load generator share one tokio runtime in one process"
+    )
+}
+
+const STREAM_START: &str = "<!-- bench:streams:start -->";
+const STREAM_END: &str = "<!-- bench:streams:end -->";
+
+/// The mock's canonical answer streams as this many events (role, 16 tokens,
+/// finish) plus `[DONE]`.
+const STREAM_EVENTS: f64 = 19.0;
+
+fn stream_report(
+    ttft_direct: &LoadResult,
+    whole_direct: &LoadResult,
+    ttft_gw: &LoadResult,
+    whole_gw: &LoadResult,
+    n: u64,
+) -> String {
+    let us = |r: &LoadResult, q: f64| r.quantile_ms(q) * 1000.0;
+    let added_ttft = us(ttft_gw, 0.5) - us(ttft_direct, 0.5);
+    let added_whole = us(whole_gw, 0.5) - us(whole_direct, 0.5);
+    let per_chunk = (added_whole - added_ttft) / STREAM_EVENTS;
+    format!(
+        "### Streaming: time to first token and per-chunk overhead
+
+Command: `cargo xtask bench` ({n} streamed requests at concurrency 1, direct to mock and through the gateway, same run; the mock streams 19 events of a 16-token answer with no delay between them).
+Machine: {}.
+
+| measure | direct to mock | through gateway | gateway adds |
+|---|---|---|---|
+| time to first byte, p50 | {:.1} µs | {:.1} µs | +{:.1} µs |
+| time to first byte, p99 | {:.1} µs | {:.1} µs | +{:.1} µs |
+| whole stream, p50 | {:.1} µs | {:.1} µs | +{:.1} µs |
+| per chunk after the first, p50 | | | {:.2} µs |
+
+Target: under 50 µs added time to first token at the median: {}.
+",
+        machine(),
+        us(ttft_direct, 0.5),
+        us(ttft_gw, 0.5),
+        added_ttft,
+        us(ttft_direct, 0.99),
+        us(ttft_gw, 0.99),
+        us(ttft_gw, 0.99) - us(ttft_direct, 0.99),
+        us(whole_direct, 0.5),
+        us(whole_gw, 0.5),
+        added_whole,
+        per_chunk,
+        if added_ttft < 50.0 { "met" } else { "missed" },
     )
 }
 

@@ -33,6 +33,7 @@ use std::net::SocketAddr;
 
 use axum::Router as HttpRouter;
 use axum::extract::DefaultBodyLimit;
+use axum::serve::ListenerExt;
 use axum::routing::{get, post};
 use lb_router::{Router, Secret};
 use tokio::net::TcpListener;
@@ -122,6 +123,13 @@ pub async fn serve(
 ) -> io::Result<()> {
     // Background health checks (when configured) live as long as the server.
     let checks = router.spawn_health_checks();
+    // No Nagle: every SSE chunk (and every small response) leaves at once
+    // instead of waiting for the client's delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let result = axum::serve(listener, app(router, options))
         .with_graceful_shutdown(shutdown)
         .await;
