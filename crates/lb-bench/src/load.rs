@@ -181,7 +181,9 @@ pub async fn stream_timings(client: &Client, shot: &Shot, n: u64) -> (LoadResult
                 Ok(Some(bytes)) => {
                     if !got_first {
                         got_first = true;
-                        let micros = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
+                        let micros = u64::try_from(t0.elapsed().as_micros())
+                            .unwrap_or(u64::MAX)
+                            .max(1);
                         let _ = first.record(micros);
                     }
                     tail = bytes.to_vec();
@@ -193,7 +195,9 @@ pub async fn stream_timings(client: &Client, shot: &Shot, n: u64) -> (LoadResult
                 }
             }
         }
-        let micros = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
+        let micros = u64::try_from(t0.elapsed().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let _ = whole.record(micros);
         if tail.ends_with(b"data: [DONE]\n\n") {
             ok += 1;

@@ -33,8 +33,8 @@ use std::net::SocketAddr;
 
 use axum::Router as HttpRouter;
 use axum::extract::DefaultBodyLimit;
-use axum::serve::ListenerExt;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use lb_router::{Router, Secret};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
