@@ -100,3 +100,44 @@ async fn embeddings_and_models_through_openai_client() {
     let ids: Vec<_> = models.data.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids, ["gpt-4o"]);
 }
+
+#[tokio::test]
+async fn a_cut_stream_reaches_an_openai_client_whole_after_continuation() {
+    let h = Harness::start_with(2, |u| {
+        let mut yaml = String::from("model_list:\n");
+        for (i, w) in [(0, 1000), (1, 1)] {
+            yaml.push_str(&format!(
+                "  - model_name: gpt-4o\n    litellm_params: {{model: openai/m, api_base: \"{}\", weight: {w}}}\n    model_info: {{id: dep-{i}}}\n",
+                u[i]
+            ));
+        }
+        yaml.push_str("router_settings:\n  routing_seed: 1\n");
+        yaml
+    })
+    .await;
+    for d in h.mock.deployments() {
+        d.update_behavior(|b| b.completion_tokens = 60);
+    }
+    h.dep(0).fail_next(1, lb_mock::Fault::CutStreamAfter(40));
+    let mut stream = client(&h, "any")
+        .chat()
+        .create_stream(request(true))
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let mut finishes = 0;
+    while let Some(item) = stream.next().await {
+        let chunk = item.unwrap();
+        for c in &chunk.choices {
+            if let Some(t) = &c.delta.content {
+                text.push_str(t);
+            }
+            if c.finish_reason.is_some() {
+                finishes += 1;
+            }
+        }
+    }
+    assert_eq!(text, lb_mock::canonical_text(60));
+    assert_eq!(finishes, 1);
+    assert_eq!(h.dep(1).prefill_requests(), 1);
+}
