@@ -328,3 +328,34 @@ async fn pre_call_checks_skip_deployments_whose_context_window_is_too_small() {
         "s"
     );
 }
+
+#[tokio::test]
+async fn dropping_a_stream_mid_way_does_not_give_the_request_back() {
+    use futures_util::StreamExt;
+    let h = Harness::start_with(1, |u| {
+        format!(
+            "model_list:\n{}",
+            entry("g", "a", "openai/m", &u[0], "      rpm: 2\n")
+        )
+    })
+    .await;
+    let req =
+        || lb_router::ChatCompletionRequest::new("g", vec![lb_router::ChatMessage::user("hi")]);
+    for _ in 0..2 {
+        // The caller reads one chunk and goes away (a client disconnecting).
+        let mut routed = h.router.completion_stream(req()).await.unwrap();
+        let _ = routed.stream.next().await;
+        drop(routed);
+    }
+    // The dropped streams' reservations are settled on a spawned task.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    let err = h.router.completion(req()).await.unwrap_err();
+    assert_eq!(
+        err.status(),
+        429,
+        "both requests of the minute were used: {err}"
+    );
+    assert_eq!(h.dep(0).requests(), 2);
+}

@@ -39,10 +39,30 @@ impl fmt::Debug for Limits {
 }
 
 /// What an admitted attempt holds until it ends.
+///
+/// Dropped unsettled (the client went away mid-call, or mid-stream), it
+/// settles the estimate rather than releasing it: the upstream may have
+/// been reached, and a limit must not be bypassed by disconnecting.
 #[derive(Debug, Default)]
 pub(crate) struct Held {
     admission: Option<Admission>,
     _permit: Option<ConcurrencyPermit>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(a) = self.admission.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(async move {
+                        let _ = a.settle(Actual::default()).await;
+                    });
+                }
+                // No runtime (shutting down): the reservation is released.
+                Err(_) => drop(a),
+            }
+        }
+    }
 }
 
 impl Held {
