@@ -16,7 +16,7 @@ async fn pair(settings: &str) -> Harness {
         let mut yaml = String::from("model_list:\n");
         for (i, (id, w)) in [("first", 1000), ("second", 1)].into_iter().enumerate() {
             yaml.push_str(&format!(
-                "  - model_name: g\n    litellm_params: {{model: openai/m, api_base: \"{}\", weight: {w}}}\n    model_info: {{id: {id}}}\n",
+                "  - model_name: g\n    litellm_params: {{model: openai_like/m, api_base: \"{}\", weight: {w}}}\n    model_info: {{id: {id}}}\n",
                 u[i]
             ));
         }

@@ -359,3 +359,26 @@ async fn dropping_a_stream_mid_way_does_not_give_the_request_back() {
     );
     assert_eq!(h.dep(0).requests(), 2);
 }
+
+#[tokio::test]
+async fn a_deployment_addressed_by_id_over_its_limit_gets_429() {
+    let h = Harness::start_with(1, |u| {
+        format!(
+            "model_list:\n{}",
+            entry("g", "a", "openai/m", &u[0], "      rpm: 1\n")
+        )
+    })
+    .await;
+    assert_eq!(chat(&h, &Harness::chat("a")).await.0, 200);
+    let (status, headers, err) = chat(&h, &Harness::chat("a")).await;
+    assert_eq!(status, 429, "{err}");
+    assert!(headers.contains_key("retry-after"));
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rpm limit 1 reached"),
+        "{err}"
+    );
+    assert_eq!(h.dep(0).requests(), 1);
+}

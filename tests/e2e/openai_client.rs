@@ -107,7 +107,7 @@ async fn a_cut_stream_reaches_an_openai_client_whole_after_continuation() {
         let mut yaml = String::from("model_list:\n");
         for (i, w) in [(0, 1000), (1, 1)] {
             yaml.push_str(&format!(
-                "  - model_name: gpt-4o\n    litellm_params: {{model: openai/m, api_base: \"{}\", weight: {w}}}\n    model_info: {{id: dep-{i}}}\n",
+                "  - model_name: gpt-4o\n    litellm_params: {{model: openai_like/m, api_base: \"{}\", weight: {w}}}\n    model_info: {{id: dep-{i}}}\n",
                 u[i]
             ));
         }

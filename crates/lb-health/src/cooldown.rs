@@ -182,6 +182,8 @@ pub struct FailureContext {
     pub cooldown_time: Option<Duration>,
     /// The upstream's retry-after hint.
     pub retry_after: Option<Duration>,
+    /// The failed call held the deployment's half-open [`Trial`].
+    pub trial: bool,
 }
 
 /// Whether a failure of `class` can cool a deployment down at all.
@@ -426,6 +428,9 @@ impl HealthTracker {
         if matches!(st.circuit, Circuit::HalfOpen { .. }) {
             st.circuit = Circuit::Closed;
             self.closed[i].store(true, Ordering::Release);
+            // A recovered deployment starts with a clean record: its old
+            // failures must not trip the failure-rate rule again at once.
+            st.buckets = [Bucket::default(); BUCKETS];
         }
     }
 
@@ -455,6 +460,23 @@ impl HealthTracker {
             .or_else(|| ctx.retry_after.filter(|d| !d.is_zero()))
             .unwrap_or(s.cooldown_time)
             .min(s.max_cooldown_time);
+        let single = ctx.group_size <= 1;
+        let rate_reason = matches!(
+            class,
+            ErrorClass::RateLimited
+                | ErrorClass::Timeout
+                | ErrorClass::ServerError
+                | ErrorClass::Connection
+        );
+        if matches!(st.circuit, Circuit::HalfOpen { .. }) && !ctx.trial {
+            // Only the call holding the trial decides a half-open circuit (a
+            // stream from before the cooldown failing now says nothing new).
+            return None;
+        }
+        if single && rate_reason && matches!(st.circuit, Circuit::HalfOpen { .. }) {
+            // A lone deployment is not cooled down for rate reasons.
+            return None;
+        }
         // A failed trial re-opens for twice as long.
         if let Circuit::HalfOpen { duration: last, .. } = &st.circuit {
             let doubled = last
@@ -470,7 +492,7 @@ impl HealthTracker {
                 now,
             ));
         }
-        let single = ctx.group_size <= 1;
+
         let (successes, failures) = self.window_counts(&st, now);
         let reason = if s.allowed_fails.is_some() || s.allowed_fails_policy.is_set() {
             // Counting mode.
@@ -638,6 +660,7 @@ mod tests {
             group_size: 2,
             retry_after,
             cooldown_time,
+            trial: false,
         };
         let ev = t
             .record_failure(0, ErrorClass::RateLimited, with(Some(30 * S), None), now)
@@ -665,6 +688,7 @@ mod tests {
             group_size: 2,
             cooldown_time: Some(Duration::ZERO),
             retry_after: None,
+            trial: false,
         };
         assert!(
             t.record_failure(0, ErrorClass::RateLimited, zero, now)
@@ -822,6 +846,7 @@ mod tests {
             group_size: 2,
             retry_after: Some(60 * S),
             cooldown_time: None,
+            trial: false,
         };
         let ev = t
             .record_failure(0, ErrorClass::RateLimited, long, now)
@@ -875,7 +900,15 @@ mod tests {
             at += expected;
             let trial = t.try_trial(0, at).expect("half-open");
             let ev = t
-                .record_failure(0, ErrorClass::ServerError, ctx(2), at)
+                .record_failure(
+                    0,
+                    ErrorClass::ServerError,
+                    FailureContext {
+                        trial: true,
+                        ..ctx(2)
+                    },
+                    at,
+                )
                 .unwrap();
             drop(trial);
             assert_eq!(ev.reason, CooldownReason::TrialFailed);

@@ -173,7 +173,11 @@ impl OpenAiCompatible {
             redactor: Redactor(deployment.api_key.clone()),
             clock,
             provider: spec.name.to_owned(),
-            supports_prefill: deployment.supports_prefill.unwrap_or(true),
+            // OpenAI's and Azure's APIs answer a trailing assistant message anew
+            // instead of continuing it: continuing there would repeat text.
+            supports_prefill: deployment
+                .supports_prefill
+                .unwrap_or(!matches!(spec.name, "openai" | "azure")),
             malformed: Arc::new(AtomicU64::new(0)),
         })
     }

@@ -168,7 +168,9 @@ impl Router {
     ) -> Result<(Output, ResponseMeta, (InFlight, Option<Held>)), RouterError> {
         let inner = &*self.inner;
         let start = inner.clock.now();
-        inner.retry_budget.deposit(start);
+        if !opts.continuation {
+            inner.retry_budget.deposit(start);
+        }
         let mut attempts: Vec<AttemptFailure> = Vec::new();
         let (primary, direct) = match target {
             Target::Group(g) => (g, None),
@@ -465,9 +467,6 @@ impl Router {
                 if group_attempts > allowed {
                     break Stop::RetriesExhausted;
                 }
-                if !inner.retry_budget.try_withdraw(inner.clock.now()) {
-                    break Stop::BudgetSpent;
-                }
             }
             if let Some(delay) = wait {
                 tracing::debug!(group = %group, deployment = %inner.entries[i].deployment.id, delay_ms = delay.as_millis() as u64, "backing off before retrying the same deployment");
@@ -511,6 +510,14 @@ impl Router {
                     continue;
                 }
             };
+            // Every attempt after the call's first (fallbacks and
+            // continuations included) is a retry, paid from the budget.
+            if (!attempts.is_empty() || group_attempts > 0 || opts.continuation)
+                && !inner.retry_budget.try_withdraw(inner.clock.now())
+            {
+                drop(held);
+                break Stop::BudgetSpent;
+            }
             group_attempts += 1;
             match self.attempt(i, opts, op).await {
                 Ok((out, guard)) => {
@@ -567,7 +574,7 @@ impl Router {
                 }
                 Err(error) => {
                     held.settle_failed().await;
-                    self.record_failure(i, &error);
+                    self.record_failure(i, &error, trial.is_some());
                     drop(trial);
                     let d = &inner.entries[i].deployment;
                     tracing::debug!(group = %group, deployment = %d.id, attempt = group_attempts, error = %error, "attempt failed");
@@ -588,10 +595,11 @@ impl Router {
             }
         };
         tracing::debug!(group = %group, attempts = group_attempts, stop = ?stop, "group gave up");
-        let all_cooling_until = if direct.is_some() {
-            None
-        } else {
-            self.all_unavailable(&members, &over_limit, limit_soonest)
+        let all_cooling_until = match direct {
+            // An addressed deployment over a limit: capacity returns then.
+            Some(_) if group_attempts == 0 => limit_soonest,
+            Some(_) => None,
+            None => self.all_unavailable(&members, &over_limit, limit_soonest),
         };
         Err(GroupFailure {
             class: last.map(|(_, c, _, _)| c),

@@ -60,6 +60,30 @@ impl Router {
             .collect()
     }
 
+    /// Whether a failed probe of deployment `i` may cool it down, by the
+    /// same rules as a failed call: not with cooldowns disabled (for all, or
+    /// for it with `cooldown_time: 0`), and not for rate reasons when it is
+    /// alone in its group.
+    fn probe_may_cool(&self, i: usize, class: lb_core::ErrorClass) -> bool {
+        use lb_core::ErrorClass as C;
+        let inner = &*self.inner;
+        let d = &inner.entries[i].deployment;
+        if inner.settings.cooldown.disable_cooldowns || d.cooldown_time == Some(Duration::ZERO) {
+            return false;
+        }
+        let alone = inner
+            .groups
+            .get(&d.model_group)
+            .is_none_or(|m| m.len() <= 1);
+        let rate = match class {
+            C::RateLimited | C::Timeout | C::ServerError | C::Connection => true,
+            C::Auth | C::NotFound | C::BadRequest | C::ContextWindowExceeded | C::ContentPolicy => {
+                false
+            }
+        };
+        !(alone && rate)
+    }
+
     /// The configured health-check interval, if background checks are on.
     pub fn health_check_interval(&self) -> Option<Duration> {
         self.inner.settings.health_check_interval
@@ -85,14 +109,24 @@ impl Router {
             let now = inner.clock.now();
             match &result {
                 Ok(()) => inner.health.probe_passed(i),
-                Err(err) if counts_against_deployment(err.class) => {
+                Err(err) if counts_against_deployment(err.class) && self.probe_may_cool(i, err.class) => {
+                    let duration = e
+                        .deployment
+                        .cooldown_time
+                        .or(err.retry_after.filter(|d| !d.is_zero()))
+                        .unwrap_or(interval);
                     let ev = inner.health.force_cooldown(
                         i,
                         CooldownReason::HealthCheck(err.to_string()),
-                        interval,
+                        duration,
                         now,
                     );
                     tracing::warn!(deployment = %e.deployment.id, error = %err, until_s = ev.until.saturating_duration_since(now).as_secs_f64(), "health check failed");
+                }
+                // Cooldowns are off for it, or it is alone in its group and
+                // only rate limited or failing: the probe reports, nothing more.
+                Err(err) if counts_against_deployment(err.class) => {
+                    tracing::warn!(deployment = %e.deployment.id, error = %err, "health check failed");
                 }
                 // The upstream answered; the probe itself was refused (e.g. a parameter).
                 Err(_) => inner.health.probe_passed(i),

@@ -231,7 +231,12 @@ pub(crate) struct CallOptions {
     pub(crate) exclude: Vec<usize>,
     /// Only deployments that continue from an assistant prefill.
     pub(crate) require_prefill: bool,
+    /// This call continues a broken stream (it is not a new client call).
+    pub(crate) continuation: bool,
 }
+
+/// The most retries a request may ask for with `num_retries`.
+pub const MAX_REQUEST_NUM_RETRIES: u32 = 10;
 
 fn tag_list(key: &str, v: &Value) -> Result<Vec<String>, RouterError> {
     v.as_array()
@@ -287,7 +292,8 @@ impl CallOptions {
                         .as_u64()
                         .and_then(|n| u32::try_from(n).ok())
                         .ok_or_else(|| bad_param(key, "a non-negative integer", &v))?;
-                    opts.num_retries = Some(n);
+                    // A client cannot ask for unbounded retries.
+                    opts.num_retries = Some(n.min(MAX_REQUEST_NUM_RETRIES));
                 }
                 "fallbacks" => opts.fallbacks = Some(string_list(key, &v)?),
                 "tags" => opts.tags = Some(tag_list(key, &v)?),
@@ -492,6 +498,7 @@ impl Router {
         &self,
         index: usize,
         error: &UpstreamError,
+        trial: bool,
     ) -> Option<lb_health::CooldownEvent> {
         let inner = &*self.inner;
         let entry = &inner.entries[index];
@@ -507,6 +514,7 @@ impl Router {
                 group_size,
                 cooldown_time: entry.deployment.cooldown_time,
                 retry_after: error.retry_after,
+                trial,
             },
             inner.clock.now(),
         );

@@ -94,8 +94,16 @@ impl StreamState {
                         return Some((Ok(chunk), self));
                     }
                 }
+                Some(Err(e)) if self.finished && self.continuable => {
+                    // The answer was complete (its finish_reason arrived);
+                    // what broke afterwards (a reset before [DONE]) loses nothing.
+                    tracing::debug!(error = %e, "stream broke after its finish_reason; ending it cleanly");
+                    self.done = true;
+                    self.settle().await;
+                    return None;
+                }
                 Some(Err(e)) => {
-                    self.router.record_failure(self.index, &e);
+                    self.router.record_failure(self.index, &e, false);
                     let failed = self.router.inner.entries[self.index].deployment.id.clone();
                     tracing::warn!(deployment = %failed, error = %e, "stream failed after its first chunk");
                     self.settle().await;
@@ -221,13 +229,24 @@ impl StreamState {
         let mut req = original.clone();
         req.messages
             .push(ChatMessage::assistant(self.delivered.clone()));
+        // Never back to a deployment that broke this stream.
+        self.opts.exclude.push(self.index);
         let mut opts = self.opts.clone();
-        opts.exclude.push(self.index);
         opts.require_prefill = true;
+        opts.continuation = true;
         let remaining = self
             .deadline
             .saturating_duration_since(self.router.inner.clock.now());
         opts.timeout = Some(opts.timeout.map_or(remaining, |t| t.min(remaining)));
+        opts.stream_timeout = Some(opts.stream_timeout.map_or(remaining, |t| t.min(remaining)));
+        // The answer's length limit covers what was already delivered.
+        let used = u32::try_from(self.delivered_chunks).unwrap_or(u32::MAX);
+        if let Some(m) = req.max_tokens.as_mut() {
+            *m = m.saturating_sub(used).max(1);
+        }
+        if let Some(m) = req.max_completion_tokens.as_mut() {
+            *m = m.saturating_sub(used).max(1);
+        }
         let (out, meta, (guard, held)) = self
             .router
             .call(
