@@ -127,7 +127,7 @@ fn report(dir: &Path) -> Result<String, String> {
         "### Routing strategies: ranking one call\n\n\
 Command: `cargo bench -p lb-strategies --bench rank` then `cargo run --release -p lb-bench -- strategy-report`.\n\
 Machine: {}.\n\n\
-Mean time of one `Strategy::rank` call, in µs, reusing `out` across calls; every candidate has a weight, rpm/tpm limits far from reached, 0-7 calls in flight, latencies and peak EWMAs for 95% of them, one of five prices, and some minute usage (`crates/lb-strategies/benches/rank.rs`); `latency-based-routing` runs with `lowest_latency_buffer: 0.1`.\n\n\
+Mean time of one `Strategy::rank` call, in µs, reusing `out` across calls (`simple-shuffle` with the group's precomputed `WeightIndex`, as the router passes it when no candidate was filtered out); every candidate has a weight, rpm/tpm limits far from reached, 0-7 calls in flight, latencies and peak EWMAs for 95% of them, one of five prices, and some minute usage (`crates/lb-strategies/benches/rank.rs`); `latency-based-routing` runs with `lowest_latency_buffer: 0.1`.\n\n\
 | strategy | 10 | 100 | 1,000 | 10,000 | 1,000 → 10,000 | targets |\n\
 |---|---|---|---|---|---|---|\n\
 {rows}\n\
@@ -135,7 +135,7 @@ Targets: under {TARGET_100_US} µs at 100 candidates for every strategy; under {
 Growth from 1,000 to 10,000 candidates: ×10 is linear, ×13.3 is n log n, and LiteLLM's selection, quadratic in the pool (its issue #21270), would be ×100.\n\n\
 Where the time goes:\n\
 `latency-p2c` reads two candidates whatever the pool; at 10,000 its time is writing the 10,000 indices of the full ranking into `out` (80 KB).\n\
-`simple-shuffle` is O(n) but must read every candidate's `weight`, `rpm` and `tpm` once, since a weight on any deployment turns weighting on and a draw needs the total; at 10,000 that one pass over deployments of a few hundred bytes each, which no longer fit in the CPU caches, is nearly all of the time, so 2 µs cannot be reached by the strategy alone: it would take weights summed ahead of the call (they are static config) by the router.\n\
+`simple-shuffle` draws its weighted picks by binary search over the weights the router sums once per model group (`WeightIndex`: weights are config), so it reads no candidate; like p2c, its time at 10,000 is writing the ranking. (Without the index, when cooldowns or limits filtered the group, it falls back to one pass over the candidates' weights: about 50 µs at 10,000.)\n\
 `least-busy` sorts by counting (O(n)); the other three compare-sort packed integer keys (O(n log n)).\n\
 Growth above ×10 at 10,000 comes mostly from the pool outgrowing the caches (800 KB of candidate snapshots plus the deployments they point to), not from the algorithms.\n",
         machine(),

@@ -268,9 +268,23 @@ impl RouterBuilder {
                 .build_with(&self.settings.strategy_args)
         });
         let now = clock.now();
+        let group_weights = groups
+            .iter()
+            .map(|(name, members)| {
+                let candidates: Vec<lb_strategies::Candidate<'_>> = members
+                    .iter()
+                    .map(|&i| lb_strategies::Candidate::new(&entries[i].deployment))
+                    .collect();
+                (
+                    Arc::clone(name),
+                    Arc::new(lb_strategies::WeightIndex::new(&candidates)),
+                )
+            })
+            .collect();
         Ok(Router {
             inner: Arc::new(Inner {
                 strategy_needs,
+                group_weights,
                 health: Arc::new(HealthTracker::new(
                     entries.len(),
                     self.settings.cooldown.clone(),

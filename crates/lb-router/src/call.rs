@@ -646,11 +646,13 @@ impl Router {
         usage: &[(u64, u64)],
     ) -> Vec<usize> {
         let inner = &*self.inner;
-        let call = CallContext {
+        let mut call = CallContext {
             estimated_tokens,
             stream: matches!(op, Op::Stream(_)),
+            weights: None,
         };
         let needs = inner.strategy_needs;
+        let whole_group = inner.groups.get(group).map_or(0, Vec::len);
         let now = inner.clock.now();
         let mut levels: Vec<u32> = usable
             .iter()
@@ -671,10 +673,10 @@ impl Router {
                 .iter()
                 .map(|&(k, i)| {
                     let e = &inner.entries[i];
-                    let mut c = Candidate {
-                        in_flight: e.stats.in_flight(),
-                        ..Candidate::new(&e.deployment)
-                    };
+                    let mut c = Candidate::new(&e.deployment);
+                    if needs.in_flight {
+                        c.in_flight = e.stats.in_flight();
+                    }
                     if needs.cost {
                         c.cost_per_token = self.cost_per_token(i);
                     }
@@ -701,6 +703,10 @@ impl Router {
             if candidates.len() == 1 && !needs.usage {
                 ranked.push(0);
             } else {
+                // The whole group, in config order: its shuffle weights are summed already.
+                call.weights = (members.len() == whole_group)
+                    .then(|| inner.group_weights.get(group).cloned())
+                    .flatten();
                 inner
                     .strategy
                     .rank(&call, &candidates, &mut rng, &mut ranked);

@@ -93,6 +93,7 @@ pub(crate) struct Entry {
 /// Which candidate stats the strategy reads (the router gathers only those).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StrategyNeeds {
+    pub(crate) in_flight: bool,
     pub(crate) latency: bool,
     pub(crate) cost: bool,
     pub(crate) usage: bool,
@@ -102,32 +103,20 @@ impl StrategyNeeds {
     /// What a built-in strategy reads; a custom one gets everything.
     pub(crate) fn of(kind: Option<lb_strategies::StrategyKind>) -> Self {
         use lb_strategies::StrategyKind as K;
-        match kind {
-            Some(K::SimpleShuffle | K::LeastBusy) => Self {
-                latency: false,
-                cost: false,
-                usage: false,
-            },
-            Some(K::LatencyBased | K::LatencyP2C) => Self {
-                latency: true,
-                cost: false,
-                usage: false,
-            },
-            Some(K::CostBased) => Self {
-                latency: false,
-                cost: true,
-                usage: false,
-            },
-            Some(K::UsageBased) => Self {
-                latency: false,
-                cost: false,
-                usage: true,
-            },
-            None => Self {
-                latency: true,
-                cost: true,
-                usage: true,
-            },
+        let (in_flight, latency, cost, usage) = match kind {
+            Some(K::SimpleShuffle) => (false, false, false, false),
+            Some(K::LeastBusy) => (true, false, false, false),
+            Some(K::LatencyBased) => (false, true, false, false),
+            Some(K::LatencyP2C) => (true, true, false, false),
+            Some(K::CostBased) => (false, false, true, false),
+            Some(K::UsageBased) => (false, false, false, true),
+            None => (true, true, true, true),
+        };
+        Self {
+            in_flight,
+            latency,
+            cost,
+            usage,
         }
     }
 }
@@ -155,6 +144,8 @@ impl LatencyStats {
 
 pub(crate) struct Inner {
     pub(crate) strategy_needs: StrategyNeeds,
+    /// Per group: its deployments' shuffle weights, summed once.
+    pub(crate) group_weights: HashMap<Arc<str>, Arc<lb_strategies::WeightIndex>>,
     pub(crate) health: Arc<HealthTracker>,
     pub(crate) retry_budget: RetryBudget,
     pub(crate) limits: crate::limits::Limits,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use lb_core::Deployment;
-use lb_strategies::{CallContext, Candidate, StrategyArgs, StrategyKind};
+use lb_strategies::{CallContext, Candidate, StrategyArgs, StrategyKind, WeightIndex};
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
 /// Pool sizes of the table.
@@ -53,9 +53,10 @@ fn rank(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1))
         .sample_size(20);
-    let call = CallContext {
+    let plain = CallContext {
         estimated_tokens: 500,
         stream: false,
+        weights: None,
     };
     let args = StrategyArgs {
         lowest_latency_buffer: 0.1,
@@ -64,13 +65,24 @@ fn rank(c: &mut Criterion) {
         let mut setup = SmallRng::seed_from_u64(n as u64);
         let deps = deployments(n, &mut setup);
         let cands = candidates(&deps, &mut setup);
+        // The router keeps each group's shuffle weights summed ahead of the
+        // calls (they are config); the bench does the same, once per pool.
+        let indexed = CallContext {
+            weights: Some(std::sync::Arc::new(WeightIndex::new(&cands))),
+            ..plain.clone()
+        };
         for &kind in StrategyKind::ALL {
+            let call = if kind == StrategyKind::SimpleShuffle {
+                &indexed
+            } else {
+                &plain
+            };
             let strategy = kind.build_with(&args);
             let mut rng = SmallRng::seed_from_u64(42);
             let mut out = Vec::with_capacity(n);
             group.bench_with_input(BenchmarkId::new(kind.name(), n), &cands, |b, cands| {
                 b.iter(|| {
-                    strategy.rank(&call, black_box(cands), &mut rng, &mut out);
+                    strategy.rank(call, black_box(cands), &mut rng, &mut out);
                     black_box(out.first().copied())
                 });
             });

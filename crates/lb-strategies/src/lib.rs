@@ -97,7 +97,7 @@ pub use cost::CostBased;
 pub use latency::LatencyBased;
 pub use least_busy::LeastBusy;
 pub use p2c::LatencyP2C;
-pub use shuffle::{DEFAULT_WEIGHT, SimpleShuffle, WEIGHTED_PICKS};
+pub use shuffle::{DEFAULT_WEIGHT, SimpleShuffle, WEIGHTED_PICKS, WeightIndex};
 pub use usage::{UsageBased, fits_limits};
 pub use util::RANDOM_PLACES;
 
@@ -145,12 +145,16 @@ impl<'a> Candidate<'a> {
 }
 
 /// What a strategy may know of the call being routed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CallContext {
     /// Estimated tokens of the call (prompt plus expected output).
     pub estimated_tokens: u64,
     /// Whether the call is a stream.
     pub stream: bool,
+    /// The candidates' `simple-shuffle` weights, summed ahead of the call
+    /// (the router keeps one per model group, built from its config), when
+    /// the candidates are exactly the ones it was built from, in order.
+    pub weights: Option<std::sync::Arc<WeightIndex>>,
 }
 
 /// Ranks the candidates of one call.

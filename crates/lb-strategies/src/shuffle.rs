@@ -255,11 +255,19 @@ impl Strategy for SimpleShuffle {
 
     fn rank(
         &self,
-        _call: &CallContext,
+        call: &CallContext,
         candidates: &[Candidate<'_>],
         rng: &mut dyn RngCore,
         out: &mut Vec<usize>,
     ) {
+        if let Some(index) = call
+            .weights
+            .as_deref()
+            .filter(|w| w.len() == candidates.len())
+        {
+            index.rank(rng, out);
+            return;
+        }
         out.clear();
         let n = candidates.len();
         match n {
@@ -324,6 +332,93 @@ impl Strategy for SimpleShuffle {
     }
 }
 
+/// The `simple-shuffle` weights of a fixed list of candidates, summed ahead
+/// of the calls: a ranking then draws its weighted picks by binary search
+/// (O(log n)) and reads no candidate, instead of one pass over all of them.
+///
+/// The router builds one per model group from its config (weights do not
+/// change between calls) and hands it over in [`CallContext::weights`] when
+/// a call's candidates are the whole group, in order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WeightIndex {
+    /// Running sums of the weights; the last is the total.
+    cumulative: Vec<f64>,
+    /// Per candidate: weighs 0 (ranked after every other).
+    zero: Vec<bool>,
+    zeros: usize,
+}
+
+impl WeightIndex {
+    /// The weights of `candidates` by [`SimpleShuffle`]'s rules.
+    pub fn new(candidates: &[Candidate<'_>]) -> Self {
+        let mut block_w = [0.0; BLOCKS];
+        let sums = Sums::of(candidates, &mut block_w);
+        let rule = sums.choose(candidates, &mut block_w).map(|(w, _)| w);
+        let mut cumulative = Vec::with_capacity(candidates.len());
+        let mut zero = Vec::with_capacity(candidates.len());
+        let mut total = 0.0;
+        for c in candidates {
+            // Uniform when no rule applies: every candidate weighs 1.
+            let w = rule.map_or(1.0, |r| sane(r.of(c)));
+            total += w;
+            cumulative.push(total);
+            zero.push(w == 0.0);
+        }
+        let zeros = zero.iter().filter(|z| **z).count();
+        Self {
+            cumulative,
+            zero,
+            zeros,
+        }
+    }
+
+    /// How many candidates it was built from.
+    pub fn len(&self) -> usize {
+        self.cumulative.len()
+    }
+
+    /// Whether it was built from no candidate.
+    pub fn is_empty(&self) -> bool {
+        self.cumulative.is_empty()
+    }
+
+    /// A ranking: [`WEIGHTED_PICKS`] weighted draws without replacement,
+    /// then the rest rotated from a random offset, weight-0 candidates last.
+    fn rank(&self, rng: &mut dyn RngCore, out: &mut Vec<usize>) {
+        out.clear();
+        let n = self.len();
+        if n <= 1 {
+            out.extend(0..n);
+            return;
+        }
+        out.reserve(n);
+        let total = self.cumulative[n - 1];
+        let positives = n - self.zeros;
+        let mut picked = [0usize; WEIGHTED_PICKS];
+        let mut k = 0;
+        if total > 0.0 && total.is_finite() {
+            let mut tries = 0;
+            while k < WEIGHTED_PICKS.min(positives) && tries < 64 {
+                tries += 1;
+                let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * total;
+                let i = self.cumulative.partition_point(|&c| c <= u).min(n - 1);
+                if !self.zero[i] && !picked[..k].contains(&i) {
+                    picked[k] = i;
+                    k += 1;
+                }
+            }
+        }
+        out.extend_from_slice(&picked[..k]);
+        let offset = below(rng, n);
+        if self.zeros == 0 || k == positives {
+            extend_rotated(out, n, offset, &mut picked[..k]);
+        } else {
+            extend_rotated_filtered(out, n, offset, &picked[..k], |i| !self.zero[i]);
+            extend_rotated_filtered(out, n, offset, &picked[..k], |i| self.zero[i]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +439,44 @@ mod tests {
             counts[out[0]] += 1;
         }
         counts.iter().map(|&c| c as f64 / draws as f64).collect()
+    }
+
+    #[test]
+    fn the_precomputed_index_ranks_like_the_scan() {
+        let mut deps: Vec<_> = (0..6)
+            .map(|i| dep(&i.to_string()).with_weight(i as f64))
+            .collect();
+        deps.push(dep("unweighted")); // counts as weight 1
+        let cands: Vec<_> = deps.iter().map(Candidate::new).collect();
+        let call = CallContext {
+            weights: Some(std::sync::Arc::new(WeightIndex::new(&cands))),
+            ..CallContext::default()
+        };
+        let mut rng = SmallRng::seed_from_u64(11);
+        let mut out = Vec::new();
+        let mut firsts = vec![0usize; cands.len()];
+        let draws = 40_000;
+        for _ in 0..draws {
+            SimpleShuffle.rank(&call, &cands, &mut rng, &mut out);
+            let mut sorted = out.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..cands.len()).collect::<Vec<_>>());
+            assert_eq!(*out.last().unwrap(), 0, "weight 0 last");
+            firsts[out[0]] += 1;
+        }
+        // weights 0,1,2,3,4,5 and 1: total 16
+        for (i, w) in [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 1.0].iter().enumerate() {
+            let share = firsts[i] as f64 / draws as f64;
+            assert!(
+                (share - w / 16.0).abs() < 0.01,
+                "candidate {i}: {share} vs {}",
+                w / 16.0
+            );
+        }
+        // An index built for another pool size is ignored.
+        let fewer = &cands[..3];
+        SimpleShuffle.rank(&call, fewer, &mut rng, &mut out);
+        assert_eq!(out.len(), 3);
     }
 
     #[test]

@@ -90,6 +90,7 @@ mod tests {
         let call = CallContext {
             estimated_tokens: 100,
             stream: false,
+            weights: None,
         };
         let mut out = rank_with_call(&UsageBased, &call, &c, 2);
         out.sort_unstable();
@@ -106,6 +107,7 @@ mod tests {
         let call = CallContext {
             estimated_tokens: 1,
             stream: false,
+            weights: None,
         };
         assert!(rank_with_call(&UsageBased, &call, &c, 1).is_empty());
     }

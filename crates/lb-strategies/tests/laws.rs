@@ -142,7 +142,7 @@ proptest! {
     ) {
         let deps = deployments(&specs);
         let c = candidates(&specs, &deps);
-        let call = CallContext { estimated_tokens: tokens, stream: false };
+        let call = CallContext { estimated_tokens: tokens, stream: false, weights: None };
         let args = StrategyArgs { lowest_latency_buffer: buffer };
         for &kind in StrategyKind::ALL {
             let s = kind.build_with(&args);
@@ -192,7 +192,7 @@ proptest! {
     ) {
         let deps = deployments(&specs);
         let c = candidates(&specs, &deps);
-        let call = CallContext { estimated_tokens: tokens, stream: false };
+        let call = CallContext { estimated_tokens: tokens, stream: false, weights: None };
         let out = rank(&UsageBased, &call, &c, seed);
         for &i in &out {
             let d = c[i].deployment;
