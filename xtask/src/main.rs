@@ -31,7 +31,33 @@ fn run(step: &str, mut cmd: Command) -> Result<(), String> {
     }
 }
 
+/// Makes sure `redis-server` is on the PATH (the Redis tests start their own
+/// on a free port): installs Debian's package when it is missing.
+fn ensure_redis() -> Result<(), String> {
+    let found = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Ok(());
+    }
+    eprintln!("==> redis-server is missing: installing Debian's redis-server package");
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if apt(&["update", "-qq"]) && apt(&["install", "-y", "-qq", "redis-server"]) {
+        Ok(())
+    } else {
+        Err("redis-server is needed by the Redis tests and could not be installed; install it with `apt-get install redis-server`".to_owned())
+    }
+}
+
 fn ci() -> Result<(), String> {
+    ensure_redis()?;
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--", "--check"]);
     run("cargo fmt --check", fmt)?;

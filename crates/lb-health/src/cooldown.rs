@@ -376,8 +376,9 @@ impl HealthTracker {
                 ..
             } => Availability::Trial,
             Circuit::HalfOpen { reason, .. } => Availability::CoolingDown {
-                // Another trial is in flight; it answers within its timeout.
-                until: now,
+                // Another call holds the trial; a second from now is an
+                // honest hint (the trial's outcome decides the rest).
+                until: now + Duration::from_secs(1),
                 reason: reason.clone(),
             },
         }
