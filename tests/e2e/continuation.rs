@@ -225,3 +225,28 @@ async fn with_continuation_disabled_a_cut_ends_with_an_error_event() {
     assert!(sse.error.is_some());
     assert_eq!(h.dep(1).requests(), 0);
 }
+
+#[tokio::test]
+async fn a_break_after_the_role_chunk_is_answered_afresh_by_another_deployment() {
+    let h = pair("").await;
+    h.dep(0).fail_next(1, Fault::CutStreamAfter(0));
+    let sse = stream(&h, false).await;
+    assert_eq!(sse.text(), lb_mock::canonical_text(TOKENS));
+    assert!(sse.done && sse.error.is_none());
+    assert_eq!(
+        h.dep(1).prefill_requests(),
+        0,
+        "nothing to continue from: a fresh answer"
+    );
+    assert_eq!(h.dep(1).requests(), 1);
+    let roles = sse
+        .chunks
+        .iter()
+        .filter(|c| {
+            c["choices"]
+                .get(0)
+                .is_some_and(|ch| ch["delta"].get("role").is_some())
+        })
+        .count();
+    assert_eq!(roles, 1, "the role is announced once");
+}

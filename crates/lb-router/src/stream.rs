@@ -205,7 +205,6 @@ impl StreamState {
             && self.original.is_some()
             && self.continuable
             && !self.finished
-            && !self.delivered.is_empty()
             && self.router.inner.clock.now() < self.deadline
     }
 
@@ -227,12 +226,17 @@ impl StreamState {
             return Err("continuation is off".to_owned());
         };
         let mut req = original.clone();
-        req.messages
-            .push(ChatMessage::assistant(self.delivered.clone()));
+        // With text delivered, the next deployment continues it (a prefill);
+        // with only the role sent, it simply answers from the start.
+        let prefill = !self.delivered.is_empty();
+        if prefill {
+            req.messages
+                .push(ChatMessage::assistant(self.delivered.clone()));
+        }
         // Never back to a deployment that broke this stream.
         self.opts.exclude.push(self.index);
         let mut opts = self.opts.clone();
-        opts.require_prefill = true;
+        opts.require_prefill = prefill;
         opts.continuation = true;
         let remaining = self
             .deadline
