@@ -8,7 +8,9 @@ use std::process::Command;
 use serde_json::Value;
 
 /// Which workspace crates each crate may depend on (normal and build
-/// dependencies). Dev-dependencies may also use `lb-mock`, the test fixture.
+/// dependencies). Dev-dependencies may also use `lb-mock`, the test fixture,
+/// and `lb-budget`, whose `MemoryStore` is the reference a state backend's
+/// conformance suite compares against.
 /// This is the layering of docs/ARCHITECTURE.md.
 const LAYERS: &[(&str, &[&str])] = &[
     ("lb-core", &[]),
@@ -104,7 +106,8 @@ fn check_metadata(meta: &Value, architecture: &str) -> Vec<String> {
                 continue;
             }
             let dev = dep["kind"].as_str() == Some("dev");
-            let ok = allowed.contains(&dep_name) || (dev && dep_name == "lb-mock");
+            let ok = allowed.contains(&dep_name)
+                || (dev && (dep_name == "lb-mock" || dep_name == "lb-budget"));
             if !ok {
                 problems.push(format!(
                     "{name} -> {dep_name}: dependency points the wrong way (allowed: {})",

@@ -1,0 +1,482 @@
+//! Redis backend of lb-core's shared-state traits.
+//!
+//! [`RedisStore`] implements [`CounterStore`] (rpm/tpm reservations and
+//! budget spend) and [`ConcurrencyStore`] (`max_parallel_requests` caps) on
+//! one Redis server, so several router instances behind a load balancer
+//! enforce *one* set of limits instead of one per instance. It has the same
+//! semantics as the in-process `lb_budget::MemoryStore`; the two pass one
+//! conformance suite (`tests/conformance.rs`).
+//!
+//! # Consistency model
+//!
+//! Counters and concurrency caps are **exact across instances**: every
+//! reservation is one Lua script that reads every counter it names, checks
+//! `value + amount <= limit` for all of them, and adds all amounts only if
+//! all fit. Redis runs a script atomically, so N instances together never
+//! admit more than a limit, under any interleaving (the guarantee stated in
+//! [`lb_core::state`]). Windows are the fixed, epoch-aligned windows of
+//! [`Window`]; the window index is computed by the caller from the `now` it
+//! passes in, never from Redis's clock or this crate's.
+//!
+//! Instances whose clocks disagree disagree on the current window only
+//! around a boundary, by their skew: each counts in the window its own
+//! `now` names. (`MemoryStore` instead folds a lagging `now` into the newer
+//! window it has already seen; one process has one clock, so this differs
+//! only for callers passing a `now` from the past.)
+//!
+//! Amounts and limits are compared inside the script as Lua numbers
+//! (doubles), exact up to 2^53 (about 9·10^15: nine billion dollars in
+//! micro-dollars); counters are Redis integers, so one amount above
+//! `i64::MAX` is refused with a [`StoreError`].
+//!
+//! # Round trips
+//!
+//! | operation | round trips |
+//! |---|---|
+//! | [`reserve`](CounterStore::reserve) | 1 (`EVALSHA`); 0 for no items |
+//! | [`settle`](CounterStore::settle) | 1 (`EVALSHA`); 0 if every actual equals its estimate |
+//! | [`release`](CounterStore::release) | 1, in a spawned task (off the caller's path) |
+//! | [`get_many`](CounterStore::get_many) | 1 (`MGET`); 0 for no counters |
+//! | [`try_increment`](ConcurrencyStore::try_increment) | 1 (`EVALSHA`) |
+//! | [`decrement`](ConcurrencyStore::decrement) | 1, in a spawned task |
+//! | [`in_flight`](ConcurrencyStore::in_flight) | 1 (`GET`) |
+//!
+//! The first call of each script on a connection that has not loaded it
+//! costs one more (`NOSCRIPT`, then `SCRIPT LOAD` and retry, done by
+//! [`redis::Script`]).
+//!
+//! # Key layout
+//!
+//! Every key starts with the prefix given to [`RedisStore::connect`] and a
+//! colon, so several routers (or environments) can share one Redis:
+//!
+//! - counter: `{prefix}:{counter key}:{window}:{window index}`, e.g.
+//!   `lb:deployment:azure-eu:tpm:60s:28433017`. The window (`60s`, `1mo`, as
+//!   [`Window`]'s `Display`) is part of the key because one counter key may
+//!   be limited over several windows. A counter key expires
+//!   [`EXPIRY_MARGIN`] after its window ends (set relative to the caller's
+//!   `now`, so it does not depend on Redis's clock).
+//! - in-flight count: `{prefix}:{counter key}:inflight`, with a lease of
+//!   [`CONCURRENCY_LEASE`] renewed by every increment.
+//!
+//! All keys of one reservation are passed to one script; on Redis Cluster
+//! they must hash to one slot, which this version does not arrange (use a
+//! single Redis or a primary with replicas).
+//!
+//! # When Redis is down
+//!
+//! Every async call returns [`StoreError`] (connection refused, timed out
+//! after [`RESPONSE_TIMEOUT`], or the error Redis returned); nothing blocks
+//! longer than that. The [`redis::aio::ConnectionManager`] reconnects by
+//! itself with backoff, so calls succeed again once Redis is back. Whether
+//! a call then goes through is the router's decision: in its default
+//! fail-open mode it lets calls through on local state. The background
+//! updates of [`release`](CounterStore::release) and
+//! [`decrement`](ConcurrencyStore::decrement) are dropped with a warning
+//! when they fail; counters then stay too high until their window ends and
+//! in-flight counts until their lease expires: the safe direction.
+//!
+//! The Redis URL may hold a password, so it is never logged or put in an
+//! error message.
+
+use std::sync::LazyLock;
+use std::time::{Duration, SystemTime};
+
+use lb_core::{
+    ConcurrencyStore, CounterKey, CounterStore, Denied, Reservation, Reserve, ReserveError,
+    Reserved, StoreError, Window,
+};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisError, Script};
+
+/// How long a counter key outlives the end of its window. Covers clock skew
+/// between router instances: an instance whose clock lags by less than this
+/// still reads the window's real value.
+pub const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+
+/// How long an in-flight count lives after its last increment. A router
+/// instance that crashes while holding slots cannot give them back; its
+/// slots are freed when the lease runs out. The price: if a key sees no new
+/// call for this long while calls are still running (a stream longer than
+/// ten minutes on an otherwise idle deployment), its count is dropped and
+/// the cap can be overshot by those calls.
+pub const CONCURRENCY_LEASE: Duration = Duration::from_secs(600);
+
+/// How long a command may wait for Redis's answer before it fails.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long one connection attempt may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// KEYS: one per item. ARGV: per item, amount, limit, ttl in ms.
+/// Returns `{1}` when admitted (all added), else `{0, current_1, ...}`
+/// where `current_i` is the counter's value plus the amounts of earlier
+/// items on the same key (what `MemoryStore` reports).
+static RESERVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local base = {}
+local out = {0}
+local over = false
+for i = 1, #KEYS do
+  local k = KEYS[i]
+  local v = base[k]
+  if v == nil then v = tonumber(redis.call('GET', k) or '0') or 0 end
+  local amount = tonumber(ARGV[3 * i - 2])
+  local limit = tonumber(ARGV[3 * i - 1])
+  out[i + 1] = v
+  if v + amount > limit then over = true end
+  base[k] = v + amount
+end
+if over then return out end
+for i = 1, #KEYS do
+  redis.call('INCRBY', KEYS[i], ARGV[3 * i - 2])
+  redis.call('PEXPIRE', KEYS[i], ARGV[3 * i])
+end
+return {1}
+",
+    )
+});
+
+/// KEYS: counters. ARGV: signed delta per key. Keys that no longer exist
+/// (their window ended and expired) are left alone; never below zero.
+static SETTLE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+for i = 1, #KEYS do
+  local k = KEYS[i]
+  if redis.call('EXISTS', k) == 1 then
+    local v = redis.call('INCRBY', k, ARGV[i])
+    if v < 0 then redis.call('SET', k, 0, 'KEEPTTL') end
+  end
+end
+return 1
+",
+    )
+});
+
+/// KEYS[1]: in-flight key. ARGV: cap, lease in ms. Returns 1 if taken.
+static TRY_INCREMENT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local v = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if v >= tonumber(ARGV[1]) then return 0 end
+redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+",
+    )
+});
+
+/// KEYS[1]: in-flight key. Takes one, deleting the key at zero.
+static DECREMENT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local v = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if v <= 1 then redis.call('DEL', KEYS[1]) else redis.call('DECR', KEYS[1]) end
+return 1
+",
+    )
+});
+
+/// Counters and in-flight counts in Redis, shared by every router instance
+/// that connects with the same prefix.
+///
+/// Cheap to clone: clones share one multiplexed connection
+/// ([`ConnectionManager`]), which reconnects by itself after failures.
+/// [`release`](CounterStore::release) and
+/// [`decrement`](ConcurrencyStore::decrement) spawn their update on the
+/// current Tokio runtime; outside a runtime they drop it (see their docs).
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the URL: it may hold a password.
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects to the Redis at `url` (`redis://[user:password@]host:port/db`)
+    /// and prefixes every key with `key_prefix` and a colon.
+    ///
+    /// Fails if the URL does not parse or the first connection cannot be
+    /// made within [`CONNECT_TIMEOUT`]; later failures are retried by the
+    /// connection manager. Error messages never contain the URL.
+    pub async fn connect(url: &str, key_prefix: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| {
+            StoreError::new(format!(
+                "invalid Redis URL (not shown, it may hold a password): {:?}",
+                e.kind()
+            ))
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(|e| store_error("connect", &e))?;
+        Ok(Self {
+            conn,
+            prefix: key_prefix.to_owned(),
+        })
+    }
+
+    /// The key prefix, as given to [`connect`](Self::connect).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The Redis key of `key`'s counter in window `index` of `window`.
+    pub fn counter_key(&self, key: &CounterKey, window: Window, index: u64) -> String {
+        format!("{}:{}:{}:{}", self.prefix, key, window, index)
+    }
+
+    /// The Redis key of `key`'s in-flight count.
+    pub fn in_flight_key(&self, key: &CounterKey) -> String {
+        format!("{}:{}:inflight", self.prefix, key)
+    }
+
+    async fn settle_items(&self, items: &[Reserved], actual: &[u64]) -> Result<(), StoreError> {
+        let mut invocation = SETTLE.prepare_invoke();
+        let mut any = false;
+        for (i, item) in items.iter().enumerate() {
+            let actual = actual.get(i).copied().unwrap_or(item.amount);
+            if actual == item.amount {
+                continue;
+            }
+            let delta = i128::from(actual) - i128::from(item.amount);
+            let delta = i64::try_from(delta).unwrap_or(if delta < 0 { i64::MIN } else { i64::MAX });
+            invocation
+                .key(self.counter_key(&item.key, item.window, item.index))
+                .arg(delta);
+            any = true;
+        }
+        if !any {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        invocation
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map_err(|e| store_error("settle", &e))?;
+        Ok(())
+    }
+
+    /// Runs `fut` on the current Tokio runtime if there is one; otherwise
+    /// drops it with a warning.
+    fn spawn_update<F>(what: &'static str, fut: F)
+    where
+        F: std::future::Future<Output = Result<(), StoreError>> + Send + 'static,
+    {
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    if let Err(e) = fut.await {
+                        tracing::warn!(error = %e, "redis {what} dropped");
+                    }
+                });
+            }
+            Err(_) => {
+                tracing::warn!("redis {what} dropped: no Tokio runtime to send it from");
+            }
+        }
+    }
+}
+
+/// A [`StoreError`] naming the operation and the kind of failure. Redis's
+/// error messages do not contain the connection URL.
+fn store_error(op: &str, e: &RedisError) -> StoreError {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connection_refusal() {
+        "connection refused"
+    } else if e.is_io_error() {
+        "connection failed"
+    } else {
+        "command failed"
+    };
+    StoreError::new(format!("redis {op}: {kind}: {e}"))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[async_trait::async_trait]
+impl CounterStore for RedisStore {
+    /// One `EVALSHA` of an atomic check-and-add script over all items.
+    async fn reserve(
+        &self,
+        items: &[Reserve],
+        now: SystemTime,
+    ) -> Result<Reservation, ReserveError> {
+        if items.is_empty() {
+            return Ok(Reservation::default());
+        }
+        let mut invocation = RESERVE.prepare_invoke();
+        let mut indices = Vec::with_capacity(items.len());
+        for item in items {
+            let index = item.window.index(now);
+            indices.push(index);
+            let ttl = item
+                .window
+                .end_of(index)
+                .duration_since(now)
+                .unwrap_or_default()
+                .saturating_add(EXPIRY_MARGIN);
+            invocation
+                .key(self.counter_key(&item.key, item.window, index))
+                .arg(item.amount)
+                .arg(item.limit)
+                .arg(millis(ttl).max(1));
+        }
+        let mut conn = self.conn.clone();
+        let reply: Vec<u64> = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| store_error("reserve", &e))?;
+        match reply.first() {
+            Some(1) => Ok(Reservation::new(
+                items
+                    .iter()
+                    .zip(indices)
+                    .map(|(item, index)| Reserved {
+                        key: item.key.clone(),
+                        window: item.window,
+                        index,
+                        amount: item.amount,
+                    })
+                    .collect(),
+            )),
+            Some(0) if reply.len() == items.len() + 1 => {
+                // The same choice as MemoryStore: of the items that do not
+                // fit, the first whose window resets last.
+                let mut worst: Option<Denied> = None;
+                for ((item, index), &current) in items.iter().zip(&indices).zip(&reply[1..]) {
+                    if current.saturating_add(item.amount) <= item.limit {
+                        continue;
+                    }
+                    let reset_at = item.window.end_of(*index);
+                    let retry_after = reset_at.duration_since(now).unwrap_or_default();
+                    if worst.as_ref().is_none_or(|w| retry_after > w.retry_after) {
+                        worst = Some(Denied {
+                            key: item.key.clone(),
+                            window: item.window,
+                            current,
+                            requested: item.amount,
+                            limit: item.limit,
+                            reset_at,
+                            retry_after,
+                        });
+                    }
+                }
+                match worst {
+                    Some(denied) => Err(denied.into()),
+                    None => Err(StoreError::new(
+                        "redis reserve: script denied but no counter is over its limit",
+                    )
+                    .into()),
+                }
+            }
+            _ => Err(StoreError::new("redis reserve: unexpected reply from script").into()),
+        }
+    }
+
+    /// One `EVALSHA` adding `actual - reserved` to each counter whose key
+    /// still exists, never below zero.
+    async fn settle(&self, reservation: Reservation, actual: &[u64]) -> Result<(), StoreError> {
+        self.settle_items(reservation.items(), actual).await
+    }
+
+    /// Spawns the settle-with-zeros on the current Tokio runtime and returns
+    /// at once. Outside a runtime, or if Redis fails, the update is dropped
+    /// with a warning: the amounts then stay counted until their window
+    /// ends (the counter errs on the side of admitting less).
+    fn release(&self, reservation: Reservation) {
+        if reservation.is_empty() {
+            return;
+        }
+        let store = self.clone();
+        Self::spawn_update("release", async move {
+            let zeros = vec![0; reservation.items().len()];
+            store.settle_items(reservation.items(), &zeros).await
+        });
+    }
+
+    /// One `MGET` of each counter's key in its window at `now`.
+    async fn get_many(
+        &self,
+        counters: &[(CounterKey, Window)],
+        now: SystemTime,
+    ) -> Result<Vec<u64>, StoreError> {
+        if counters.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = counters
+            .iter()
+            .map(|(key, window)| self.counter_key(key, *window, window.index(now)))
+            .collect();
+        let mut conn = self.conn.clone();
+        let values: Vec<Option<u64>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| store_error("get_many", &e))?;
+        Ok(values.into_iter().map(Option::unwrap_or_default).collect())
+    }
+}
+
+#[async_trait::async_trait]
+impl ConcurrencyStore for RedisStore {
+    /// One `EVALSHA`: increments if below `cap` and renews the key's lease
+    /// ([`CONCURRENCY_LEASE`]).
+    async fn try_increment(&self, key: &CounterKey, cap: u32) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let taken: i64 = TRY_INCREMENT
+            .key(self.in_flight_key(key))
+            .arg(cap)
+            .arg(millis(CONCURRENCY_LEASE))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| store_error("try_increment", &e))?;
+        Ok(taken == 1)
+    }
+
+    /// Spawns the decrement on the current Tokio runtime and returns at
+    /// once. Outside a runtime, or if Redis fails, it is dropped with a
+    /// warning, and the slot stays held until the key's lease
+    /// ([`CONCURRENCY_LEASE`]) runs out.
+    fn decrement(&self, key: &CounterKey) {
+        let conn = self.conn.clone();
+        let redis_key = self.in_flight_key(key);
+        Self::spawn_update("decrement", async move {
+            let mut conn = conn;
+            DECREMENT
+                .key(redis_key)
+                .invoke_async::<i64>(&mut conn)
+                .await
+                .map(drop)
+                .map_err(|e| store_error("decrement", &e))
+        });
+    }
+
+    /// One `GET`.
+    async fn in_flight(&self, key: &CounterKey) -> Result<u32, StoreError> {
+        let mut conn = self.conn.clone();
+        let value: Option<u32> = redis::cmd("GET")
+            .arg(self.in_flight_key(key))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| store_error("in_flight", &e))?;
+        Ok(value.unwrap_or(0))
+    }
+}
