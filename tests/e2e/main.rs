@@ -9,6 +9,7 @@ mod gateway;
 mod library;
 mod limits;
 mod openai_client;
+mod redis;
 mod reliability;
 mod strategies;
 mod streaming;

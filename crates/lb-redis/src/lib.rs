@@ -480,3 +480,131 @@ impl ConcurrencyStore for RedisStore {
         Ok(value.unwrap_or(0))
     }
 }
+
+/// A [`RedisStore`] that connects on first use, so a router can be built
+/// (synchronously) before Redis answers, and keeps working when it does not.
+///
+/// While Redis cannot be reached, every operation fails fast with a
+/// [`StoreError`] (the router then applies its fail mode); a new connection
+/// is attempted at most once per [`RECONNECT_INTERVAL`]. Once connected, the
+/// connection manager reconnects by itself.
+pub struct LazyRedisStore {
+    url: String,
+    prefix: String,
+    store: tokio::sync::OnceCell<RedisStore>,
+    /// When the last failed connection attempt was made.
+    last_failure: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// The least time between two attempts to connect to an unreachable Redis.
+pub const RECONNECT_INTERVAL: Duration = Duration::from_secs(1);
+
+impl std::fmt::Debug for LazyRedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: only the prefix is shown.
+        f.debug_struct("LazyRedisStore")
+            .field("prefix", &self.prefix)
+            .field("connected", &self.store.initialized())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LazyRedisStore {
+    /// A store for `url` (`redis://` or `rediss://`), keys under `key_prefix`;
+    /// nothing is connected yet.
+    pub fn new(url: impl Into<String>, key_prefix: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: key_prefix.into(),
+            store: tokio::sync::OnceCell::new(),
+            last_failure: std::sync::Mutex::new(None),
+        }
+    }
+
+    #[allow(clippy::disallowed_methods)] // pacing reconnects is not routing policy
+    fn now() -> std::time::Instant {
+        std::time::Instant::now()
+    }
+
+    async fn store(&self) -> Result<&RedisStore, StoreError> {
+        if let Some(s) = self.store.get() {
+            return Ok(s);
+        }
+        {
+            let last = match self.last_failure.lock() {
+                Ok(g) => *g,
+                Err(p) => *p.into_inner(),
+            };
+            if last.is_some_and(|t| Self::now().saturating_duration_since(t) < RECONNECT_INTERVAL) {
+                return Err(StoreError {
+                    message: "redis unavailable (waiting before reconnecting)".to_owned(),
+                });
+            }
+        }
+        match self
+            .store
+            .get_or_try_init(|| RedisStore::connect(&self.url, &self.prefix))
+            .await
+        {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                let mut last = match self.last_failure.lock() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                *last = Some(Self::now());
+                Err(e)
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl CounterStore for LazyRedisStore {
+    async fn reserve(
+        &self,
+        items: &[Reserve],
+        now: SystemTime,
+    ) -> Result<Reservation, ReserveError> {
+        self.store()
+            .await
+            .map_err(ReserveError::Store)?
+            .reserve(items, now)
+            .await
+    }
+
+    async fn settle(&self, reservation: Reservation, actual: &[u64]) -> Result<(), StoreError> {
+        self.store().await?.settle(reservation, actual).await
+    }
+
+    fn release(&self, reservation: Reservation) {
+        if let Some(s) = self.store.get() {
+            s.release(reservation);
+        }
+    }
+
+    async fn get_many(
+        &self,
+        counters: &[(CounterKey, Window)],
+        now: SystemTime,
+    ) -> Result<Vec<u64>, StoreError> {
+        self.store().await?.get_many(counters, now).await
+    }
+}
+
+#[async_trait::async_trait]
+impl ConcurrencyStore for LazyRedisStore {
+    async fn try_increment(&self, key: &CounterKey, cap: u32) -> Result<bool, StoreError> {
+        self.store().await?.try_increment(key, cap).await
+    }
+
+    fn decrement(&self, key: &CounterKey) {
+        if let Some(s) = self.store.get() {
+            s.decrement(key);
+        }
+    }
+
+    async fn in_flight(&self, key: &CounterKey) -> Result<u32, StoreError> {
+        self.store().await?.in_flight(key).await
+    }
+}

@@ -347,9 +347,24 @@ fn build_limits(
             }
         }
     }
+    // Shared state: Redis when configured (connected on first use), else memory.
+    let (counter_store, concurrency_store) =
+        match (&settings.redis, counter_store, concurrency_store) {
+            (Some(r), None, None) => {
+                let redis = Arc::new(lb_redis::LazyRedisStore::new(
+                    r.url.expose(),
+                    r.key_prefix.clone(),
+                ));
+                let counters: Arc<dyn CounterStore> = redis.clone();
+                let concurrency: Arc<dyn ConcurrencyStore> = redis;
+                (Some(counters), Some(concurrency))
+            }
+            (_, c, k) => (c, k),
+        };
     let memory = Arc::new(MemoryStore::new());
     let needs_usage = !budgets.is_empty() || entries.iter().any(|e| e.deployment.tpm.is_some());
     Ok(Limits {
+        fail_closed: settings.redis.as_ref().is_some_and(|r| r.fail_closed),
         needs_usage,
         store: counter_store.unwrap_or_else(|| memory.clone()),
         concurrency: concurrency_store.unwrap_or(memory),

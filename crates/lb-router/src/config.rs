@@ -96,6 +96,20 @@ pub struct RouterSettings {
     pub stream_idle_timeout: Duration,
     /// `max_stream_continuations`: how often a broken stream may be continued by another deployment (1).
     pub max_stream_continuations: u32,
+    /// Shared state in Redis (`redis_url`, or `redis_host` + `redis_port` [+ `redis_password`], or `REDIS_URL`).
+    pub redis: Option<RedisSettings>,
+}
+
+/// Where the shared state lives, and what to do when it cannot be reached.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `redis://[:password@]host:port[/db]` or `rediss://` (a secret: it may hold the password).
+    pub url: Secret,
+    /// Prefix of every key, so several routers can share one Redis (`redis_key_prefix`, default `lb`).
+    pub key_prefix: String,
+    /// `redis_fail_mode: closed`: refuse calls that need a global limit while Redis is down
+    /// (default `open`: let them through on local judgement, with a warning).
+    pub fail_closed: bool,
 }
 
 /// Longest gap between stream chunks by default.
@@ -139,6 +153,7 @@ impl Default for RouterSettings {
             enable_tag_filtering: false,
             stream_idle_timeout: DEFAULT_STREAM_IDLE_TIMEOUT,
             max_stream_continuations: 1,
+            redis: None,
         }
     }
 }
@@ -241,12 +256,7 @@ const MODEL_INFO_NOT_IMPLEMENTED: &[&str] = &[
 
 const ROUTER_SETTINGS_NOT_IMPLEMENTED: &[&str] = &[
     "optional_pre_call_checks",
-    "redis_host",
-    "redis_port",
-    "redis_password",
-    "redis_url",
     "redis_db",
-    "redis_fail_mode",
     "cache_kwargs",
     "cache_responses",
     "caching_groups",
@@ -602,6 +612,7 @@ impl Parser {
     }
 
     fn router_settings(&self, rs: &Value, cfg: &mut RouterConfig) -> Result<(), ConfigError> {
+        self.redis_settings(rs, cfg)?;
         let mut health_interval = None;
         let mut health_checks_off = false;
         for (k, v) in mapping(rs, "router_settings")? {
@@ -655,6 +666,8 @@ impl Parser {
                 "max_stream_continuations" => {
                     cfg.settings.max_stream_continuations = self.small_int(v, &path)?
                 }
+                "redis_url" | "redis_host" | "redis_port" | "redis_password"
+                | "redis_key_prefix" | "redis_fail_mode" => {}
                 "num_retries" => cfg.settings.num_retries = self.small_int(v, &path)?,
                 "timeout" => {
                     if let Some(t) = self.optional_seconds(v, &path)? {
@@ -830,6 +843,65 @@ impl Parser {
                 cfg.settings.health_check_interval = Some(interval);
             }
         }
+        Ok(())
+    }
+
+    /// `redis_url`, else `redis_host` + `redis_port` (+ `redis_password`),
+    /// else the `REDIS_URL` environment variable; `redis_key_prefix`,
+    /// `redis_fail_mode`.
+    fn redis_settings(&self, rs: &Value, cfg: &mut RouterConfig) -> Result<(), ConfigError> {
+        let get = |k: &str| rs.get(k);
+        let path = |k: &str| join("router_settings", k);
+        let url = if let Some(v) = get("redis_url") {
+            Some(self.string(v, &path("redis_url"))?)
+        } else if let Some(host) = get("redis_host") {
+            let host = self.string(host, &path("redis_host"))?;
+            let port = match get("redis_port") {
+                Some(p) => self.positive_int(p, &path("redis_port"))?,
+                None => 6379,
+            };
+            let auth = match get("redis_password") {
+                Some(p) => format!(":{}@", self.string(p, &path("redis_password"))?),
+                None => String::new(),
+            };
+            Some(format!("redis://{auth}{host}:{port}"))
+        } else {
+            self.env("REDIS_URL").filter(|u| !u.is_empty())
+        };
+        let Some(url) = url else {
+            return Ok(());
+        };
+        if !(url.starts_with("redis://")
+            || url.starts_with("rediss://")
+            || url.starts_with("unix://"))
+        {
+            return Err(invalid(
+                &path("redis_url"),
+                "expected a redis:// or rediss:// URL",
+            ));
+        }
+        let key_prefix = match get("redis_key_prefix") {
+            Some(v) => self.string(v, &path("redis_key_prefix"))?,
+            None => "lb".to_owned(),
+        };
+        let fail_closed = match get("redis_fail_mode") {
+            Some(v) => match self.string(v, &path("redis_fail_mode"))?.as_str() {
+                "open" => false,
+                "closed" => true,
+                other => {
+                    return Err(invalid(
+                        &path("redis_fail_mode"),
+                        format!("expected open or closed, got {other:?}"),
+                    ));
+                }
+            },
+            None => false,
+        };
+        cfg.settings.redis = Some(RedisSettings {
+            url: Secret::new(url),
+            key_prefix,
+            fail_closed,
+        });
         Ok(())
     }
 
@@ -1366,7 +1438,7 @@ model_list:
   - model_name: g
     litellm_params: {model: openai/m, region_name: eu, frobnicate: 1}
 router_settings:
-  redis_host: localhost
+  cache_responses: true
   shiny_new_thing: true
 litellm_settings:
   drop_params: true
@@ -1378,7 +1450,7 @@ general_settings:
         for expected in [
             "model_list[0].litellm_params.region_name is not implemented yet",
             "model_list[0].litellm_params.frobnicate is not a known parameter",
-            "router_settings.redis_host is not implemented yet",
+            "router_settings.cache_responses is not implemented yet",
             "router_settings.shiny_new_thing is not a known setting",
             "litellm_settings.drop_params is not implemented yet",
             "general_settings.database_url is not implemented yet",
@@ -1501,6 +1573,23 @@ model_list:
         assert_eq!(
             cfg.general.master_key.as_ref().unwrap().expose(),
             "sk-env-master"
+        );
+    }
+
+    #[test]
+    fn redis_settings_from_litellm_keys() {
+        let cfg = RouterConfig::from_yaml(
+            "router_settings:\n  redis_host: cache.internal\n  redis_port: 6380\n  redis_password: pw\n  redis_fail_mode: closed\n",
+        )
+        .unwrap();
+        let r = cfg.settings.redis.clone().unwrap();
+        assert_eq!(r.url.expose(), "redis://:pw@cache.internal:6380");
+        assert!(r.fail_closed);
+        assert_eq!(r.key_prefix, "lb");
+        assert!(!format!("{:?}", cfg.settings.redis).contains("pw@"));
+        assert_eq!(
+            err("router_settings:\n  redis_url: http://x\n"),
+            "router_settings.redis_url: expected a redis:// or rediss:// URL"
         );
     }
 

@@ -43,7 +43,7 @@ mod router;
 mod stream;
 
 pub use builder::RouterBuilder;
-pub use config::{AliasTarget, GeneralSettings, RouterConfig, RouterSettings};
+pub use config::{AliasTarget, GeneralSettings, RedisSettings, RouterConfig, RouterSettings};
 pub use error::{AttemptFailure, ConfigError, RouterError};
 pub use health::DeploymentHealth;
 pub use router::{ResponseMeta, Routed, RoutedStream, Router};

@@ -27,6 +27,8 @@ pub(crate) struct Limits {
     pub(crate) context_windows: Vec<Option<u64>>,
     /// Some deployment has a tpm limit or a budget: streams ask for usage.
     pub(crate) needs_usage: bool,
+    /// `redis_fail_mode: closed`: a store that cannot answer refuses the call.
+    pub(crate) fail_closed: bool,
 }
 
 impl fmt::Debug for Limits {
@@ -172,6 +174,15 @@ impl Router {
                         retry_after: None,
                     };
                 }
+                Err(e) if l.fail_closed => {
+                    return Admit::Skip {
+                        reason: format!(
+                            "{}: limit store unavailable ({}); redis_fail_mode is closed",
+                            d.id, e.message
+                        ),
+                        retry_after: Some(Duration::from_secs(1)),
+                    };
+                }
                 Err(e) => {
                     tracing::warn!(deployment = %d.id, error = %e.message, "concurrency store failed; call let through")
                 }
@@ -207,6 +218,13 @@ impl Router {
                     retry_after: (!denied.exceeds_limit()).then_some(denied.retry_after),
                 }
             }
+            Err(ReserveError::Store(e)) if l.fail_closed => Admit::Skip {
+                reason: format!(
+                    "{}: limit store unavailable ({}); redis_fail_mode is closed",
+                    d.id, e.message
+                ),
+                retry_after: Some(Duration::from_secs(1)),
+            },
             Err(ReserveError::Store(e)) => {
                 tracing::warn!(deployment = %d.id, error = %e.message, "limit store failed; call let through");
                 Admit::Go(held)

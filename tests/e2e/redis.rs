@@ -1,0 +1,111 @@
+//! Several routers sharing one Redis behave as one router.
+
+use lb_e2e::{Harness, RedisServer};
+use lb_gateway::GatewayOptions;
+
+fn config(mock_url: &str, redis_url: &str, extra: &str) -> String {
+    format!(
+        "model_list:\n  - model_name: g\n    litellm_params: {{model: openai/m, api_base: \"{mock_url}\", rpm: 20}}\n    model_info: {{id: d}}\nrouter_settings:\n  redis_url: {redis_url}\n  redis_key_prefix: test\n{extra}"
+    )
+}
+
+/// A second gateway over the same config (another instance), on the same
+/// clock so both count in the same minute window.
+async fn second(yaml: &str, clock: lb_router::SharedClock) -> lb_gateway::RunningGateway {
+    let config = lb_router::RouterConfig::from_yaml(yaml).unwrap();
+    let router = lb_router::RouterBuilder::from_config(config)
+        .clock(clock)
+        .build()
+        .unwrap();
+    lb_gateway::start(
+        "127.0.0.1:0".parse().unwrap(),
+        router,
+        GatewayOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
+async fn burst(urls: &[String], calls: usize) -> (usize, usize) {
+    let http = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for i in 0..calls {
+        let http = http.clone();
+        let url = format!("{}/v1/chat/completions", urls[i % urls.len()]);
+        tasks.push(tokio::spawn(async move {
+            http.post(url)
+                .json(&Harness::chat("g"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let (mut ok, mut limited) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            200 => ok += 1,
+            429 => limited += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    (ok, limited)
+}
+
+#[tokio::test]
+async fn two_instances_share_one_rpm_limit_exactly() {
+    let redis = RedisServer::start().await;
+    let mut yaml = String::new();
+    let h = Harness::start_with(1, |u| {
+        yaml = config(&u[0], &redis.url(), "");
+        yaml.clone()
+    })
+    .await;
+    let other = second(&yaml, h.clock.shared()).await;
+    let (ok, limited) = burst(&[h.gateway.url(), other.url()], 60).await;
+    assert_eq!(
+        (ok, limited),
+        (20, 40),
+        "a global rpm of 20 across both instances"
+    );
+    assert_eq!(h.dep(0).requests(), 20);
+}
+
+#[tokio::test]
+async fn with_redis_down_calls_keep_flowing_and_limits_return_with_it() {
+    let mut redis = RedisServer::start().await;
+    let port = redis.port;
+    let mut yaml = String::new();
+    let h = Harness::start_with(1, |u| {
+        yaml = config(&u[0], &redis.url(), "");
+        yaml.clone()
+    })
+    .await;
+    assert_eq!(burst(&[h.gateway.url()], 5).await, (5, 0));
+    redis.kill();
+    // Fail open: no call fails only because Redis is down (and it is past the limit now).
+    assert_eq!(burst(&[h.gateway.url()], 30).await, (30, 0));
+    // Redis returns (empty): after the reconnect pacing (1 s of real time),
+    // limits are shared again.
+    let _redis = RedisServer::start_on(port).await;
+    tokio::time::sleep(lb_redis::RECONNECT_INTERVAL + std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        burst(&[h.gateway.url()], 40).await,
+        (20, 20),
+        "limits hold again"
+    );
+}
+
+#[tokio::test]
+async fn fail_closed_refuses_calls_that_need_a_limit_while_redis_is_down() {
+    let mut redis = RedisServer::start().await;
+    let h = Harness::start_with(1, |u| {
+        config(&u[0], &redis.url(), "  redis_fail_mode: closed\n")
+    })
+    .await;
+    assert_eq!(burst(&[h.gateway.url()], 3).await, (3, 0));
+    redis.kill();
+    assert_eq!(burst(&[h.gateway.url()], 3).await, (0, 3));
+    assert_eq!(h.dep(0).requests(), 3);
+}
