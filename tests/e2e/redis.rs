@@ -109,3 +109,62 @@ async fn fail_closed_refuses_calls_that_need_a_limit_while_redis_is_down() {
     assert_eq!(burst(&[h.gateway.url()], 3).await, (0, 3));
     assert_eq!(h.dep(0).requests(), 3);
 }
+
+#[tokio::test]
+async fn a_cooldown_set_through_one_instance_is_honoured_by_the_other() {
+    let redis = RedisServer::start().await;
+    let mut yaml = String::new();
+    let h = Harness::start_with(2, |u| {
+        yaml = format!(
+            "model_list:\n  - model_name: g\n    litellm_params: {{model: openai/m, api_base: \"{}\", weight: 1000}}\n    model_info: {{id: limited}}\n  - model_name: g\n    litellm_params: {{model: openai/m, api_base: \"{}\", weight: 1}}\n    model_info: {{id: fine}}\nrouter_settings:\n  redis_url: {}\n  redis_key_prefix: share\n  routing_seed: 1\n",
+            u[0],
+            u[1],
+            redis.url()
+        );
+        yaml.clone()
+    })
+    .await;
+    let other_clock = lb_router::ManualClock::new();
+    let config = lb_router::RouterConfig::from_yaml(&yaml).unwrap();
+    let other_router = lb_router::RouterBuilder::from_config(config)
+        .clock(other_clock.shared())
+        .build()
+        .unwrap();
+    let other = lb_gateway::start(
+        "127.0.0.1:0".parse().unwrap(),
+        other_router.clone(),
+        GatewayOptions::default(),
+    )
+    .await
+    .unwrap();
+    // (Instance two may subscribe after the cooldown is published: it then
+    // reads the cooldowns stored in Redis.)
+    h.dep(0).update_behavior(|b| {
+        b.failure_rate = 1.0;
+        b.failure = lb_mock::Fault::rate_limited(Some(lb_mock::RetryAfter::Seconds(30)));
+    });
+    // Instance one meets the 429 and cools "limited" down.
+    assert_eq!(burst(&[h.gateway.url()], 1).await, (1, 0));
+    assert_eq!(h.dep(0).requests(), 1);
+    // Instance two learns it (pub/sub): wait for the message, then no call of its reaches "limited".
+    let mut shared = false;
+    for _ in 0..100 {
+        if !other_router.health()[0].healthy {
+            shared = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(shared, "the cooldown reached the other instance");
+    let reason = other_router.health()[0].reason.clone().unwrap();
+    assert!(
+        reason.starts_with("cooled down by another instance: rate limited"),
+        "{reason}"
+    );
+    assert_eq!(burst(&[other.url()], 10).await, (10, 0));
+    assert_eq!(
+        h.dep(0).requests(),
+        1,
+        "instance two never called the cooled deployment"
+    );
+}

@@ -40,8 +40,9 @@ pub use deployment::{Deployment, DeploymentId, ModelGroup};
 pub use error::{ErrorClass, UpstreamError};
 pub use secret::Secret;
 pub use state::{
-    ConcurrencyPermit, ConcurrencyStore, CounterKey, CounterStore, Denied, ParseWindowError,
-    Reservation, Reserve, ReserveError, Reserved, StoreError, Window,
+    ConcurrencyPermit, ConcurrencyStore, CooldownBus, CounterKey, CounterStore, Denied,
+    ParseWindowError, Reservation, Reserve, ReserveError, Reserved, SharedCooldown, StoreError,
+    Window,
 };
 pub use types::{
     ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, Choice,

@@ -666,3 +666,28 @@ mod tests {
         );
     }
 }
+
+/// A cooldown one router instance announces to the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedCooldown {
+    /// The deployment's id.
+    pub deployment: String,
+    /// How long it still cools down, as the announcing instance saw it
+    /// (a duration, not a deadline: instances' clocks need not agree).
+    pub remaining: Duration,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// Cooldowns shared between router instances: what one instance learns
+/// (a 429, a dead key) every instance honours.
+#[async_trait::async_trait]
+pub trait CooldownBus: Send + Sync + fmt::Debug {
+    /// Announces a cooldown to the other instances (never waits: called on
+    /// the request path).
+    fn publish(&self, cooldown: SharedCooldown);
+
+    /// The cooldowns other instances announce, current ones first; the
+    /// channel closes when the bus does.
+    async fn subscribe(&self) -> Result<tokio::sync::mpsc::Receiver<SharedCooldown>, StoreError>;
+}

@@ -123,6 +123,8 @@ pub async fn serve(
 ) -> io::Result<()> {
     // Background health checks (when configured) live as long as the server.
     let checks = router.spawn_health_checks();
+    // Cooldowns shared by other instances (Redis), while serving.
+    let listener_task = router.spawn_cooldown_listener();
     // No Nagle: every SSE chunk (and every small response) leaves at once
     // instead of waiting for the client's delayed ACK.
     let listener = listener.tap_io(|tcp| {
@@ -133,7 +135,7 @@ pub async fn serve(
     let result = axum::serve(listener, app(router, options))
         .with_graceful_shutdown(shutdown)
         .await;
-    if let Some(task) = checks {
+    for task in [checks, listener_task].into_iter().flatten() {
         task.abort();
     }
     result

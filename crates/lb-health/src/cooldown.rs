@@ -119,6 +119,8 @@ pub enum CooldownReason {
     TrialFailed,
     /// A background health check failed.
     HealthCheck(String),
+    /// Another router instance cooled it down (shared through Redis).
+    Peer(String),
 }
 
 impl std::fmt::Display for CooldownReason {
@@ -135,6 +137,7 @@ impl std::fmt::Display for CooldownReason {
             }
             CooldownReason::TrialFailed => f.write_str("the trial call after a cooldown failed"),
             CooldownReason::HealthCheck(why) => write!(f, "health check failed: {why}"),
+            CooldownReason::Peer(why) => write!(f, "cooled down by another instance: {why}"),
         }
     }
 }

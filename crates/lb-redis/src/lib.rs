@@ -79,6 +79,10 @@
 //! The Redis URL may hold a password, so it is never logged or put in an
 //! error message.
 
+mod bus;
+
+pub use bus::{RESUBSCRIBE_INTERVAL, RedisCooldownBus};
+
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 

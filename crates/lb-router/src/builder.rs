@@ -283,6 +283,12 @@ impl RouterBuilder {
             .collect();
         Ok(Router {
             inner: Arc::new(Inner {
+                bus: self.settings.redis.as_ref().map(|r| {
+                    Arc::new(lb_redis::RedisCooldownBus::new(
+                        r.url.expose(),
+                        &r.key_prefix,
+                    )) as Arc<dyn lb_core::CooldownBus>
+                }),
                 strategy_needs,
                 group_weights,
                 health: Arc::new(HealthTracker::new(

@@ -151,4 +151,36 @@ impl Router {
             }
         }))
     }
+
+    /// Starts listening for cooldowns other instances share (when Redis is
+    /// configured): each is applied here for the time it still has to run.
+    /// The task runs until aborted.
+    pub fn spawn_cooldown_listener(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let bus = Arc::clone(self.inner.bus.as_ref()?);
+        let router = self.clone();
+        Some(tokio::spawn(async move {
+            let mut rx = loop {
+                match bus.subscribe().await {
+                    Ok(rx) => break rx,
+                    Err(e) => {
+                        tracing::warn!(error = %e.message, "cannot listen for shared cooldowns; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            };
+            while let Some(c) = rx.recv().await {
+                let inner = &*router.inner;
+                let Some(&i) = inner.by_id.get(c.deployment.as_str()) else {
+                    continue;
+                };
+                let ev = inner.health.force_cooldown(
+                    i,
+                    CooldownReason::Peer(c.reason),
+                    c.remaining,
+                    inner.clock.now(),
+                );
+                tracing::info!(deployment = %c.deployment, reason = %ev.reason, "cooldown shared by another instance");
+            }
+        }))
+    }
 }

@@ -143,6 +143,8 @@ impl LatencyStats {
 }
 
 pub(crate) struct Inner {
+    /// Cooldowns shared with other instances (Redis), when configured.
+    pub(crate) bus: Option<Arc<dyn lb_core::CooldownBus>>,
     pub(crate) strategy_needs: StrategyNeeds,
     /// Per group: its deployments' shuffle weights, summed once.
     pub(crate) group_weights: HashMap<Arc<str>, Arc<lb_strategies::WeightIndex>>,
@@ -509,6 +511,13 @@ impl Router {
             },
             inner.clock.now(),
         );
+        if let (Some(ev), Some(bus)) = (&event, &inner.bus) {
+            bus.publish(lb_core::SharedCooldown {
+                deployment: entry.deployment.id.to_string(),
+                remaining: ev.until.saturating_duration_since(inner.clock.now()),
+                reason: ev.reason.to_string(),
+            });
+        }
         if let Some(ev) = &event {
             tracing::info!(
                 deployment = %entry.deployment.id,

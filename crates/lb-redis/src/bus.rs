@@ -1,0 +1,228 @@
+//! Cooldowns shared through Redis pub/sub.
+
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lb_core::{CooldownBus, SharedCooldown, StoreError};
+use redis::AsyncCommands;
+use tokio::sync::mpsc;
+
+/// How long a lost subscription waits before subscribing again.
+pub const RESUBSCRIBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Shares cooldowns between instances through Redis: a cooldown is
+/// published on a channel (seen by the others within one round trip) and
+/// kept as a key that expires with it, so an instance that starts or
+/// reconnects later learns the current ones.
+///
+/// Durations travel, not deadlines: each instance applies the remaining
+/// time to its own clock, so instances' clocks need not agree.
+pub struct RedisCooldownBus {
+    client: Result<redis::Client, String>,
+    prefix: String,
+    instance: String,
+    publisher: std::sync::Arc<tokio::sync::OnceCell<redis::aio::ConnectionManager>>,
+}
+
+impl std::fmt::Debug for RedisCooldownBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: only the prefix is shown.
+        f.debug_struct("RedisCooldownBus")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn err(what: &str, e: &redis::RedisError) -> StoreError {
+    StoreError::new(format!("redis {what} failed: {:?}", e.kind()))
+}
+
+impl RedisCooldownBus {
+    /// A bus on `url` for keys under `key_prefix`; connects on first use.
+    pub fn new(url: &str, key_prefix: &str) -> Self {
+        // A random id per process, so an instance ignores its own messages.
+        let instance = format!(
+            "{:016x}",
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+        );
+        Self {
+            client: redis::Client::open(url)
+                .map_err(|e| format!("invalid Redis URL: {:?}", e.kind())),
+            prefix: key_prefix.to_owned(),
+            instance,
+            publisher: std::sync::Arc::new(tokio::sync::OnceCell::new()),
+        }
+    }
+
+    fn channel(&self) -> String {
+        format!("{}:cooldowns", self.prefix)
+    }
+
+    fn key(&self, deployment: &str) -> String {
+        format!("{}:cooldown:{deployment}", self.prefix)
+    }
+
+    fn client(&self) -> Result<&redis::Client, StoreError> {
+        self.client.as_ref().map_err(|m| StoreError::new(m.clone()))
+    }
+
+    /// `instance \t deployment \t remaining ms \t reason`.
+    fn encode(&self, c: &SharedCooldown) -> String {
+        format!(
+            "{}\t{}\t{}\t{}",
+            self.instance,
+            c.deployment,
+            c.remaining.as_millis(),
+            c.reason.replace('\t', " ")
+        )
+    }
+
+    fn decode(&self, text: &str) -> Option<SharedCooldown> {
+        let mut parts = text.splitn(4, '\t');
+        let (instance, deployment, ms, reason) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if instance == self.instance {
+            return None;
+        }
+        Some(SharedCooldown {
+            deployment: deployment.to_owned(),
+            remaining: Duration::from_millis(ms.parse().ok()?),
+            reason: reason.to_owned(),
+        })
+    }
+
+    /// The cooldowns stored now (for a new or returning subscriber).
+    async fn current(
+        &self,
+        conn: &mut redis::aio::ConnectionManager,
+    ) -> Result<Vec<SharedCooldown>, StoreError> {
+        let pattern = format!("{}:cooldown:*", self.prefix);
+        let keys: Vec<String> = conn.keys(&pattern).await.map_err(|e| err("KEYS", &e))?;
+        let mut out = Vec::new();
+        for key in keys {
+            let value: Option<String> = conn.get(&key).await.map_err(|e| err("GET", &e))?;
+            let ttl: i64 = conn.pttl(&key).await.map_err(|e| err("PTTL", &e))?;
+            if let (Some(v), true) = (value, ttl > 0) {
+                let mut parts = v.splitn(2, '\t');
+                if let (Some(deployment), Some(reason)) = (parts.next(), parts.next()) {
+                    out.push(SharedCooldown {
+                        deployment: deployment.to_owned(),
+                        remaining: Duration::from_millis(u64::try_from(ttl).unwrap_or(0)),
+                        reason: reason.to_owned(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn publish_now(&self, c: SharedCooldown) -> Result<(), StoreError> {
+        let client = self.client()?;
+        let conn = self
+            .publisher
+            .get_or_try_init(|| async {
+                client
+                    .get_connection_manager()
+                    .await
+                    .map_err(|e| err("connect", &e))
+            })
+            .await?;
+        let mut conn = conn.clone();
+        let ms = u64::try_from(c.remaining.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let _: () = conn
+            .pset_ex(
+                self.key(&c.deployment),
+                format!("{}\t{}", c.deployment, c.reason),
+                ms,
+            )
+            .await
+            .map_err(|e| err("SET", &e))?;
+        let _: i64 = conn
+            .publish(self.channel(), self.encode(&c))
+            .await
+            .map_err(|e| err("PUBLISH", &e))?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl CooldownBus for RedisCooldownBus {
+    fn publish(&self, cooldown: SharedCooldown) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        // The bus is shared behind an Arc by its owner; publishing needs
+        // only the connection, which is cloned into the task.
+        let bus = Self {
+            client: self.client.clone(),
+            prefix: self.prefix.clone(),
+            instance: self.instance.clone(),
+            publisher: std::sync::Arc::clone(&self.publisher),
+        };
+        rt.spawn(async move {
+            if let Err(e) = bus.publish_now(cooldown).await {
+                tracing::warn!(error = %e.message, "sharing a cooldown through redis failed");
+            }
+        });
+    }
+
+    async fn subscribe(&self) -> Result<mpsc::Receiver<SharedCooldown>, StoreError> {
+        let client = self.client()?.clone();
+        let (tx, rx) = mpsc::channel(1024);
+        let bus = Self {
+            client: self.client.clone(),
+            prefix: self.prefix.clone(),
+            instance: self.instance.clone(),
+            publisher: std::sync::Arc::new(tokio::sync::OnceCell::new()),
+        };
+        tokio::spawn(async move {
+            // Subscribe, send the current cooldowns, forward new ones; on a
+            // lost connection, start again (so a returning Redis resyncs).
+            loop {
+                if tx.is_closed() {
+                    return;
+                }
+                let session = async {
+                    let mut pubsub = client
+                        .get_async_pubsub()
+                        .await
+                        .map_err(|e| err("connect", &e))?;
+                    pubsub
+                        .subscribe(bus.channel())
+                        .await
+                        .map_err(|e| err("SUBSCRIBE", &e))?;
+                    let mut conn = client
+                        .get_connection_manager()
+                        .await
+                        .map_err(|e| err("connect", &e))?;
+                    for c in bus.current(&mut conn).await? {
+                        let _ = tx.send(c).await;
+                    }
+                    let mut messages = pubsub.into_on_message();
+                    while let Some(msg) = messages.next().await {
+                        if let Some(c) = msg
+                            .get_payload::<String>()
+                            .ok()
+                            .and_then(|t| bus.decode(&t))
+                        {
+                            if tx.send(c).await.is_err() {
+                                return Ok(());
+                            }
+                        }
+                    }
+                    Err::<(), StoreError>(StoreError::new("redis subscription ended"))
+                };
+                if let Err(e) = session.await {
+                    tracing::debug!(error = %e.message, "cooldown subscription lost; resubscribing");
+                }
+                tokio::time::sleep(RESUBSCRIBE_INTERVAL).await;
+            }
+        });
+        Ok(rx)
+    }
+}
