@@ -354,6 +354,7 @@ fn build_limits(
         }
     }
     // Shared state: Redis when configured (connected on first use), else memory.
+    let remote = settings.redis.is_some() || counter_store.is_some();
     let (counter_store, concurrency_store) =
         match (&settings.redis, counter_store, concurrency_store) {
             (Some(r), None, None) => {
@@ -371,6 +372,8 @@ fn build_limits(
     let needs_usage = !budgets.is_empty() || entries.iter().any(|e| e.deployment.tpm.is_some());
     Ok(Limits {
         fail_closed: settings.redis.as_ref().is_some_and(|r| r.fail_closed),
+        remote,
+        rate_cache: std::sync::Mutex::new(std::collections::HashMap::new()),
         needs_usage,
         store: counter_store.unwrap_or_else(|| memory.clone()),
         concurrency: concurrency_store.unwrap_or(memory),

@@ -527,12 +527,14 @@ impl Router {
                     let (cost, held) = match &out {
                         Output::Chat(resp) => {
                             let cost = resp.usage.as_ref().and_then(|u| self.cost_of(i, u));
-                            held.settle(resp.usage.as_ref(), cost).await;
+                            held.settle_maybe_later(resp.usage.as_ref(), cost, inner.limits.remote)
+                                .await;
                             (cost, None)
                         }
                         Output::Embed(resp) => {
                             let cost = resp.usage.as_ref().and_then(|u| self.cost_of(i, u));
-                            held.settle(resp.usage.as_ref(), cost).await;
+                            held.settle_maybe_later(resp.usage.as_ref(), cost, inner.limits.remote)
+                                .await;
                             (cost, None)
                         }
                         Output::Stream(_) => (None, Some(held)),

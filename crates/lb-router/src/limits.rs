@@ -29,6 +29,11 @@ pub(crate) struct Limits {
     pub(crate) needs_usage: bool,
     /// `redis_fail_mode: closed`: a store that cannot answer refuses the call.
     pub(crate) fail_closed: bool,
+    /// The store is remote (Redis): settlements and rate-limit headers stay
+    /// off the request path (at most one round trip per call: the reservation).
+    pub(crate) remote: bool,
+    /// Per group: the rate-limit status last read (remote store only).
+    pub(crate) rate_cache: std::sync::Mutex<std::collections::HashMap<String, RateLimitStatus>>,
 }
 
 impl fmt::Debug for Limits {
@@ -68,6 +73,21 @@ impl Drop for Held {
 }
 
 impl Held {
+    /// Settles like [`Held::settle`], off the request path when `background`.
+    pub(crate) async fn settle_maybe_later(
+        self,
+        usage: Option<&Usage>,
+        cost: Option<f64>,
+        background: bool,
+    ) {
+        if background {
+            let usage = usage.cloned();
+            tokio::spawn(async move { self.settle(usage.as_ref(), cost).await });
+        } else {
+            self.settle(usage, cost).await;
+        }
+    }
+
     /// Settles the admission with the attempt's usage and cost (keeps the
     /// estimate where they are unknown).
     pub(crate) async fn settle(mut self, usage: Option<&Usage>, cost: Option<f64>) {
@@ -257,6 +277,30 @@ impl Router {
 
     /// The rate-limit status of the deployments of `group` that have limits.
     pub(crate) async fn group_rate_limits(&self, group: &str) -> Option<RateLimitStatus> {
+        let inner = &*self.inner;
+        if inner.limits.remote {
+            // The last status read, refreshed off the request path.
+            let router = self.clone();
+            let name = group.to_owned();
+            tokio::spawn(async move {
+                if let Some(status) = router.read_rate_limits(&name).await {
+                    let mut cache = match router.inner.limits.rate_cache.lock() {
+                        Ok(g) => g,
+                        Err(p) => p.into_inner(),
+                    };
+                    cache.insert(name, status);
+                }
+            });
+            let cache = match inner.limits.rate_cache.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            return cache.get(group).copied();
+        }
+        self.read_rate_limits(group).await
+    }
+
+    async fn read_rate_limits(&self, group: &str) -> Option<RateLimitStatus> {
         let inner = &*self.inner;
         let members = inner.groups.get(group)?;
         let deployments: Vec<&lb_core::Deployment> = members
