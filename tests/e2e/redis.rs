@@ -84,8 +84,12 @@ async fn with_redis_down_calls_keep_flowing_and_limits_return_with_it() {
     .await;
     assert_eq!(burst(&[h.gateway.url()], 5).await, (5, 0));
     redis.kill();
-    // Fail open: no call fails only because Redis is down (and it is past the limit now).
-    assert_eq!(burst(&[h.gateway.url()], 30).await, (30, 0));
+    // Fail open: no call fails only because Redis is down (and it is past
+    // the limit now). Batches of 10 stay under the per-process concurrency
+    // cap LiteLLM derives from rpm (20).
+    for _ in 0..3 {
+        assert_eq!(burst(&[h.gateway.url()], 10).await, (10, 0));
+    }
     // Redis returns (empty): after the reconnect pacing (1 s of real time),
     // limits are shared again.
     let _redis = RedisServer::start_on(port).await;

@@ -4,6 +4,7 @@
 
 mod admission_report;
 mod load;
+mod redis_phase;
 mod strategy_report;
 
 /// mimalloc: the allocator the gateway binary ships with, for the whole benchmark process.
@@ -437,6 +438,8 @@ async fn bench(
     let report = report(&c1, &c64, &ceiling, seconds, latency_requests, failed);
     println!("{report}");
     write_section(out, START, END, &report).map_err(|e| format!("cannot write {out}: {e}"))?;
+    eprintln!("redis versus memory, concurrency 64 ({seconds} s each)...");
+    redis_phase::run(seconds, out).await?;
     eprintln!("written to {out}");
     if failed > 0 {
         return Err(format!("{failed} benchmark requests failed"));

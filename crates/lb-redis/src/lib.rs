@@ -134,8 +134,11 @@ for i = 1, #KEYS do
 end
 if over then return out end
 for i = 1, #KEYS do
-  redis.call('INCRBY', KEYS[i], ARGV[3 * i - 2])
-  redis.call('PEXPIRE', KEYS[i], ARGV[3 * i])
+  local after = redis.call('INCRBY', KEYS[i], ARGV[3 * i - 2])
+  -- The window's first write sets its expiry; later ones need not.
+  if tonumber(after) == tonumber(ARGV[3 * i - 2]) then
+    redis.call('PEXPIRE', KEYS[i], ARGV[3 * i])
+  end
 end
 return {1}
 ",

@@ -369,6 +369,7 @@ fn build_limits(
             (_, c, k) => (c, k),
         };
     let memory = Arc::new(MemoryStore::new());
+    let local_concurrency: Arc<dyn ConcurrencyStore> = memory.clone();
     let needs_usage = !budgets.is_empty() || entries.iter().any(|e| e.deployment.tpm.is_some());
     Ok(Limits {
         fail_closed: settings.redis.as_ref().is_some_and(|r| r.fail_closed),
@@ -381,6 +382,13 @@ fn build_limits(
             .iter()
             .map(|e| DeploymentKeys::new(&e.deployment.id))
             .collect(),
+        // Caps derived from rpm/tpm/default are per process, as in LiteLLM;
+        // an explicit max_parallel_requests is global with a shared store.
+        derived_cap: entries
+            .iter()
+            .map(|e| e.deployment.max_parallel_requests.is_none())
+            .collect(),
+        local_concurrency,
         caps: entries
             .iter()
             .map(|e| {

@@ -13,6 +13,12 @@ use lb_core::{ConcurrencyPermit, ConcurrencyStore, CounterStore, ReserveError, U
 
 use crate::router::{Op, Router};
 
+/// How often a remote store's rate-limit status is read for the headers.
+const RATE_REFRESH: Duration = Duration::from_millis(250);
+
+/// A group's rate-limit status last read, and when it was last asked for.
+pub(crate) type CachedRateLimits = (Option<RateLimitStatus>, Option<std::time::Instant>);
+
 /// What admission needs, built once per router.
 pub(crate) struct Limits {
     pub(crate) store: Arc<dyn CounterStore>,
@@ -23,6 +29,10 @@ pub(crate) struct Limits {
     pub(crate) keys: Vec<DeploymentKeys>,
     /// Per deployment: its concurrency cap.
     pub(crate) caps: Vec<Option<u32>>,
+    /// Per deployment: its cap is derived (rpm, tpm, default), not explicit.
+    pub(crate) derived_cap: Vec<bool>,
+    /// Where derived caps are counted: this process.
+    pub(crate) local_concurrency: Arc<dyn ConcurrencyStore>,
     /// Per deployment: its context window, when known.
     pub(crate) context_windows: Vec<Option<u64>>,
     /// Some deployment has a tpm limit or a budget: streams ask for usage.
@@ -32,8 +42,8 @@ pub(crate) struct Limits {
     /// The store is remote (Redis): settlements and rate-limit headers stay
     /// off the request path (at most one round trip per call: the reservation).
     pub(crate) remote: bool,
-    /// Per group: the rate-limit status last read (remote store only).
-    pub(crate) rate_cache: std::sync::Mutex<std::collections::HashMap<String, RateLimitStatus>>,
+    /// Per group: the rate-limit status last read and when it was asked for (remote store only).
+    pub(crate) rate_cache: std::sync::Mutex<std::collections::HashMap<String, CachedRateLimits>>,
 }
 
 impl fmt::Debug for Limits {
@@ -180,12 +190,13 @@ impl Router {
         let d = &inner.entries[i].deployment;
         let mut held = Held::default();
         if let Some(cap) = l.caps[i] {
-            match ConcurrencyPermit::try_acquire(
-                Arc::clone(&l.concurrency),
-                l.keys[i].parallel.clone(),
-                cap,
-            )
-            .await
+            let store = if l.derived_cap[i] {
+                &l.local_concurrency
+            } else {
+                &l.concurrency
+            };
+            match ConcurrencyPermit::try_acquire(Arc::clone(store), l.keys[i].parallel.clone(), cap)
+                .await
             {
                 Ok(Some(p)) => held._permit = Some(p),
                 Ok(None) => {
@@ -279,23 +290,39 @@ impl Router {
     pub(crate) async fn group_rate_limits(&self, group: &str) -> Option<RateLimitStatus> {
         let inner = &*self.inner;
         if inner.limits.remote {
-            // The last status read, refreshed off the request path.
-            let router = self.clone();
-            let name = group.to_owned();
-            tokio::spawn(async move {
-                if let Some(status) = router.read_rate_limits(&name).await {
-                    let mut cache = match router.inner.limits.rate_cache.lock() {
-                        Ok(g) => g,
-                        Err(p) => p.into_inner(),
-                    };
-                    cache.insert(name, status);
+            // The last status read, refreshed off the request path at most
+            // every RATE_REFRESH.
+            let now = inner.clock.now();
+            let (cached, stale) = {
+                let mut cache = match inner.limits.rate_cache.lock() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                let entry = cache.entry(group.to_owned()).or_insert((None, None));
+                let stale = entry.1.is_none_or(|t: std::time::Instant| {
+                    now.saturating_duration_since(t) >= RATE_REFRESH
+                });
+                if stale {
+                    entry.1 = Some(now);
                 }
-            });
-            let cache = match inner.limits.rate_cache.lock() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
+                (entry.0, stale)
             };
-            return cache.get(group).copied();
+            if stale {
+                let router = self.clone();
+                let name = group.to_owned();
+                tokio::spawn(async move {
+                    if let Some(status) = router.read_rate_limits(&name).await {
+                        let mut cache = match router.inner.limits.rate_cache.lock() {
+                            Ok(g) => g,
+                            Err(p) => p.into_inner(),
+                        };
+                        if let Some(entry) = cache.get_mut(&name) {
+                            entry.0 = Some(status);
+                        }
+                    }
+                });
+            }
+            return cached;
         }
         self.read_rate_limits(group).await
     }
