@@ -359,3 +359,26 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
         "no longer accepting"
     );
 }
+
+#[tokio::test]
+async fn timing_headers_split_the_response_time_into_upstream_and_overhead() {
+    let h = Harness::start_real_clock(1, |u| lb_e2e::model_list("gpt-4o", u, "")).await;
+    h.dep(0)
+        .update_behavior(|b| b.latency = Duration::from_millis(50));
+    let resp = h
+        .post("/v1/chat/completions", &Harness::chat("gpt-4o"))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let header = |name: &str| -> f64 { resp.headers()[name].to_str().unwrap().parse().unwrap() };
+    let total = header("x-litellm-response-duration-ms");
+    let overhead = header("x-litellm-overhead-duration-ms");
+    assert!(total >= 50.0, "the upstream took 50 ms: {total}");
+    assert!(
+        overhead >= 0.0 && overhead < total,
+        "overhead {overhead} of {total}"
+    );
+    assert!(
+        overhead < total - 49.0,
+        "the upstream's 50 ms are not overhead: {overhead} of {total}"
+    );
+}

@@ -99,7 +99,17 @@ fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
     }
 }
 
-fn meta_headers(headers: &mut HeaderMap, meta: &ResponseMeta, request_id: &str) {
+fn meta_headers(headers: &mut HeaderMap, meta: &ResponseMeta, request_id: &str, start: Instant) {
+    // LiteLLM's timing headers: the whole response, and the part that was
+    // the gateway's own (not spent waiting on upstreams).
+    let total = start.elapsed();
+    let ms = |d: std::time::Duration| format!("{:.3}", d.as_secs_f64() * 1000.0);
+    set(headers, "x-litellm-response-duration-ms", &ms(total));
+    set(
+        headers,
+        "x-litellm-overhead-duration-ms",
+        &ms(total.saturating_sub(meta.upstream_latency)),
+    );
     set(headers, "x-litellm-model-id", meta.deployment_id.as_str());
     set(headers, "x-litellm-model-api-base", &meta.api_base);
     set(headers, "x-litellm-model-group", &meta.model_group);
@@ -195,7 +205,7 @@ pub(crate) async fn chat_completions(
                 let h = resp.headers_mut();
                 h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
                 h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-                meta_headers(h, &routed.meta, &id);
+                meta_headers(h, &routed.meta, &id, start);
                 resp
             }
             Err(e) => {
@@ -208,7 +218,7 @@ pub(crate) async fn chat_completions(
             Ok(routed) => {
                 log_done(&id, &model, Ok(&routed.meta), start, false);
                 let mut resp = Json(&routed.response).into_response();
-                meta_headers(resp.headers_mut(), &routed.meta, &id);
+                meta_headers(resp.headers_mut(), &routed.meta, &id, start);
                 resp
             }
             Err(e) => {
@@ -240,7 +250,7 @@ pub(crate) async fn embeddings(
         Ok(routed) => {
             log_done(&id, &model, Ok(&routed.meta), start, false);
             let mut resp = Json(&routed.response).into_response();
-            meta_headers(resp.headers_mut(), &routed.meta, &id);
+            meta_headers(resp.headers_mut(), &routed.meta, &id, start);
             resp
         }
         Err(e) => {

@@ -185,6 +185,8 @@ impl Router {
         let mut all_cooling_until: Option<Instant> = None;
         let mut every_group_cooling = true;
         let mut limits: Vec<String> = Vec::new();
+        // Time spent waiting on upstreams (every attempt), for the overhead figure.
+        let mut upstream = Duration::ZERO;
         while let Some((group, direct)) = stack.pop() {
             if tried.contains(&group) {
                 continue;
@@ -194,7 +196,7 @@ impl Router {
             }
             tried.push(Arc::clone(&group));
             match self
-                .call_group(&group, direct, opts, op, &mut attempts)
+                .call_group(&group, direct, opts, op, &mut attempts, &mut upstream)
                 .await
             {
                 Ok(s) => {
@@ -211,6 +213,7 @@ impl Router {
                         fallbacks: u32::try_from(tried.len() - 1).unwrap_or(u32::MAX),
                         latency: now.saturating_duration_since(start),
                         cost: s.cost,
+                        upstream_latency: upstream,
                         rate_limits: None,
                         index: s.index,
                     };
@@ -325,6 +328,7 @@ impl Router {
         opts: &CallOptions,
         op: Op<'_>,
         attempts: &mut Vec<AttemptFailure>,
+        upstream: &mut Duration,
     ) -> Result<GroupSuccess, GroupFailure> {
         let inner = &*self.inner;
         let s = &inner.settings;
@@ -519,7 +523,10 @@ impl Router {
                 break Stop::BudgetSpent;
             }
             group_attempts += 1;
-            match self.attempt(i, opts, op).await {
+            let attempt_started = inner.clock.now();
+            let result = self.attempt(i, opts, op).await;
+            *upstream += inner.clock.now().saturating_duration_since(attempt_started);
+            match result {
                 Ok((out, guard)) => {
                     inner.health.record_success(i, inner.clock.now());
                     drop(trial);

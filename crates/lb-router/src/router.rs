@@ -42,6 +42,9 @@ pub struct ResponseMeta {
     pub fallbacks: u32,
     /// Time from the call's start to the answer (stream: to the first chunk).
     pub latency: Duration,
+    /// Time spent waiting on upstreams, every attempt included (streams: to
+    /// the first chunk); the rest of `latency` is the router's own.
+    pub upstream_latency: Duration,
     /// The call's cost in USD, when the price and usage are known (streams:
     /// in the final usage chunk instead).
     pub cost: Option<f64>,
