@@ -8,6 +8,7 @@ mod errors;
 mod gateway;
 mod library;
 mod limits;
+mod metrics;
 mod openai_client;
 mod redis;
 mod reliability;

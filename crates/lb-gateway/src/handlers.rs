@@ -272,6 +272,19 @@ pub(crate) async fn models(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /health`: healthy and unhealthy deployments with the reason (LiteLLM's shape).
+/// GET /metrics: Prometheus text exposition, without a key (LiteLLM's
+/// default, `require_auth_for_metrics_endpoint: false`).
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.router.metrics_text(),
+    )
+        .into_response()
+}
+
 pub(crate) async fn health(State(state): State<AppState>) -> Response {
     let mut healthy = Vec::new();
     let mut unhealthy = Vec::new();

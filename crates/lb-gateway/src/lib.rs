@@ -104,6 +104,7 @@ pub fn app(router: Router, options: GatewayOptions) -> HttpRouter {
         .route("/health/liveliness", get(handlers::liveliness))
         .route("/health/liveness", get(handlers::liveliness))
         .route("/health/readiness", get(handlers::readiness))
+        .route("/metrics", get(handlers::metrics))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))

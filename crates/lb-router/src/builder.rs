@@ -283,6 +283,12 @@ impl RouterBuilder {
             .collect();
         Ok(Router {
             inner: Arc::new(Inner {
+                metrics: crate::metrics::RouterMetrics::new(
+                    entries
+                        .iter()
+                        .map(|e| (&*e.deployment, e.provider.api_base())),
+                    group_order.iter().cloned(),
+                ),
                 bus: self.settings.redis.as_ref().map(|r| {
                     Arc::new(lb_redis::RedisCooldownBus::new(
                         r.url.expose(),

@@ -217,6 +217,13 @@ impl Router {
                         rate_limits: None,
                         index: s.index,
                     };
+                    inner.metrics.request(
+                        &primary,
+                        true,
+                        meta.fallbacks > 0,
+                        meta.latency,
+                        upstream,
+                    );
                     return Ok((s.out, meta, (s.guard, s.held)));
                 }
                 Err(f) => {
@@ -251,6 +258,13 @@ impl Router {
         }
         let fallbacks: Vec<Arc<str>> = tried.iter().skip(1).cloned().collect();
         let now = inner.clock.now();
+        inner.metrics.request(
+            &primary,
+            false,
+            !fallbacks.is_empty(),
+            now.saturating_duration_since(start),
+            upstream,
+        );
         // "No capacity" only when every group was cooling down and every
         // attempt (if any) was rate limited; any other failure is reported as
         // what it was (a 401 must not read as a 429).
@@ -534,12 +548,18 @@ impl Router {
                     let (cost, held) = match &out {
                         Output::Chat(resp) => {
                             let cost = resp.usage.as_ref().and_then(|u| self.cost_of(i, u));
+                            if let Some(u) = &resp.usage {
+                                inner.metrics.usage(i, u, cost);
+                            }
                             held.settle_maybe_later(resp.usage.as_ref(), cost, inner.limits.remote)
                                 .await;
                             (cost, None)
                         }
                         Output::Embed(resp) => {
                             let cost = resp.usage.as_ref().and_then(|u| self.cost_of(i, u));
+                            if let Some(u) = &resp.usage {
+                                inner.metrics.usage(i, u, cost);
+                            }
                             held.settle_maybe_later(resp.usage.as_ref(), cost, inner.limits.remote)
                                 .await;
                             (cost, None)
@@ -794,6 +814,11 @@ impl Router {
                 .map(Output::Embed),
         };
         let elapsed = inner.clock.now().saturating_duration_since(started);
+        inner.metrics.attempt(
+            i,
+            result.as_ref().map(|_| elapsed).map_err(|e| e.class),
+            matches!(op, Op::Stream(_)),
+        );
         match &result {
             Ok(out) => {
                 entry.stats.record_success(elapsed);

@@ -39,6 +39,7 @@ pub mod config;
 mod error;
 mod health;
 mod limits;
+mod metrics;
 mod router;
 mod stream;
 

@@ -146,6 +146,8 @@ impl LatencyStats {
 }
 
 pub(crate) struct Inner {
+    /// Prometheus handles (per router).
+    pub(crate) metrics: crate::metrics::RouterMetrics,
     /// Cooldowns shared with other instances (Redis), when configured.
     pub(crate) bus: Option<Arc<dyn lb_core::CooldownBus>>,
     pub(crate) strategy_needs: StrategyNeeds,
@@ -479,6 +481,22 @@ impl Router {
             .collect()
     }
 
+    /// The router's metrics in the Prometheus text exposition format
+    /// (what the gateway serves at `GET /metrics`).
+    pub fn metrics_text(&self) -> String {
+        let inner = &*self.inner;
+        let now = inner.clock.now();
+        inner
+            .metrics
+            .render(inner.entries.iter().enumerate().map(|(i, e)| {
+                (
+                    i,
+                    inner.health.snapshot(i, now).availability,
+                    e.stats.snapshot().in_flight,
+                )
+            }))
+    }
+
     /// Config keys read but not implemented or not known (reported once at build).
     pub fn config_warnings(&self) -> &[String] {
         &self.inner.warnings
@@ -522,6 +540,7 @@ impl Router {
             });
         }
         if let Some(ev) = &event {
+            inner.metrics.cooled_down(index, &ev.reason);
             tracing::info!(
                 deployment = %entry.deployment.id,
                 reason = %ev.reason,

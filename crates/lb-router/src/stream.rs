@@ -215,6 +215,9 @@ impl StreamState {
                 .usage
                 .as_ref()
                 .and_then(|u| self.router.cost_of(self.index, u));
+            if let Some(u) = &self.usage {
+                self.router.inner.metrics.usage(self.index, u, cost);
+            }
             held.settle(self.usage.as_ref(), cost).await;
         }
     }

@@ -1,0 +1,288 @@
+//! Prometheus metrics: pre-registered per-deployment handles, one recorder
+//! per router (two routers in one process never mix their counts).
+//!
+//! Names follow LiteLLM's Prometheus integration where it has one, so its
+//! dashboards keep working; `lb_*` names are ours.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lb_core::{Deployment, ErrorClass, Usage};
+use lb_health::{Availability, CooldownReason};
+use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+/// Every error class, in a fixed order (index = label slot).
+const CLASSES: [ErrorClass; 9] = [
+    ErrorClass::RateLimited,
+    ErrorClass::Timeout,
+    ErrorClass::ContextWindowExceeded,
+    ErrorClass::ContentPolicy,
+    ErrorClass::Auth,
+    ErrorClass::BadRequest,
+    ErrorClass::NotFound,
+    ErrorClass::ServerError,
+    ErrorClass::Connection,
+];
+
+/// Cooldown reasons as label values, in a fixed order.
+const REASONS: [&str; 8] = [
+    "rate_limited",
+    "auth",
+    "not_found",
+    "failure_rate",
+    "allowed_fails_exceeded",
+    "trial_failed",
+    "health_check",
+    "peer",
+];
+
+/// Latency buckets, in seconds (1 ms to 2 min).
+const BUCKETS: [f64; 16] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+fn class_label(c: ErrorClass) -> &'static str {
+    match c {
+        ErrorClass::RateLimited => "RateLimitError",
+        ErrorClass::Timeout => "Timeout",
+        ErrorClass::ContextWindowExceeded => "ContextWindowExceededError",
+        ErrorClass::ContentPolicy => "ContentPolicyViolationError",
+        ErrorClass::Auth => "AuthenticationError",
+        ErrorClass::BadRequest => "BadRequestError",
+        ErrorClass::NotFound => "NotFoundError",
+        ErrorClass::ServerError => "InternalServerError",
+        ErrorClass::Connection => "APIConnectionError",
+    }
+}
+
+fn class_slot(c: ErrorClass) -> usize {
+    CLASSES.iter().position(|&x| x == c).unwrap_or(0)
+}
+
+fn reason_slot(r: &CooldownReason) -> usize {
+    match r {
+        CooldownReason::RateLimited => 0,
+        CooldownReason::Auth => 1,
+        CooldownReason::NotFound => 2,
+        CooldownReason::FailureRate { .. } => 3,
+        CooldownReason::AllowedFailsExceeded { .. } => 4,
+        CooldownReason::TrialFailed => 5,
+        CooldownReason::HealthCheck(_) => 6,
+        CooldownReason::Peer(_) => 7,
+    }
+}
+
+/// One deployment's handles.
+pub(crate) struct DeploymentMetrics {
+    requests: Counter,
+    successes: Counter,
+    failures: Vec<Counter>,
+    cooldowns: Vec<Counter>,
+    state: Gauge,
+    in_flight: Gauge,
+    api_latency: Histogram,
+    ttft: Histogram,
+    input_tokens: Counter,
+    output_tokens: Counter,
+    spend: Counter,
+}
+
+/// One model group's handles.
+pub(crate) struct GroupMetrics {
+    total_latency: Histogram,
+    overhead: Histogram,
+    ok: Counter,
+    failed: Counter,
+    fallback_ok: Counter,
+    fallback_failed: Counter,
+}
+
+/// The router's metrics.
+pub(crate) struct RouterMetrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    pub(crate) deployments: Vec<DeploymentMetrics>,
+    pub(crate) groups: std::collections::HashMap<Arc<str>, GroupMetrics>,
+}
+
+fn meta() -> Metadata<'static> {
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()))
+}
+
+impl RouterMetrics {
+    /// Registers every handle for `deployments` and `groups`.
+    pub(crate) fn new<'a>(
+        deployments: impl Iterator<Item = (&'a Deployment, &'a str)>,
+        groups: impl Iterator<Item = Arc<str>>,
+    ) -> Self {
+        let builder = PrometheusBuilder::new();
+        // The bucket list is non-empty, so this cannot fail.
+        let builder = match builder.set_buckets(&BUCKETS) {
+            Ok(b) => b,
+            Err(_) => PrometheusBuilder::new(),
+        };
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        let m = meta();
+        let counter = |name: &'static str, labels: Vec<Label>| {
+            recorder.register_counter(&Key::from_parts(name, labels), &m)
+        };
+        let gauge = |name: &'static str, labels: Vec<Label>| {
+            recorder.register_gauge(&Key::from_parts(name, labels), &m)
+        };
+        let hist = |name: &'static str, labels: Vec<Label>| {
+            recorder.register_histogram(&Key::from_parts(name, labels), &m)
+        };
+        let deployments = deployments
+            .map(|(d, api_base)| {
+                let base = vec![
+                    Label::new("requested_model", d.model_group.to_string()),
+                    Label::new("litellm_model_name", d.model.clone()),
+                    Label::new("model_id", d.id.to_string()),
+                    Label::new("api_base", api_base.to_owned()),
+                    Label::new("api_provider", d.provider.to_string()),
+                ];
+                let with = |k: &'static str, v: &'static str| {
+                    let mut l = base.clone();
+                    l.push(Label::new(k, v));
+                    l
+                };
+                DeploymentMetrics {
+                    requests: counter("litellm_deployment_total_requests_total", base.clone()),
+                    successes: counter("litellm_deployment_success_responses_total", base.clone()),
+                    failures: CLASSES
+                        .iter()
+                        .map(|&c| {
+                            counter(
+                                "litellm_deployment_failure_responses_total",
+                                with("exception_class", class_label(c)),
+                            )
+                        })
+                        .collect(),
+                    cooldowns: REASONS
+                        .iter()
+                        .map(|&r| {
+                            counter("litellm_deployment_cooled_down_total", with("reason", r))
+                        })
+                        .collect(),
+                    state: gauge("litellm_deployment_state", base.clone()),
+                    in_flight: gauge("lb_deployment_in_flight_requests", base.clone()),
+                    api_latency: hist("litellm_llm_api_latency_metric", base.clone()),
+                    ttft: hist("litellm_llm_api_time_to_first_token_metric", base.clone()),
+                    input_tokens: counter("litellm_input_tokens_metric_total", base.clone()),
+                    output_tokens: counter("litellm_output_tokens_metric_total", base.clone()),
+                    spend: counter("lb_spend_microdollars_total", base.clone()),
+                }
+            })
+            .collect();
+        let groups = groups
+            .map(|g| {
+                let l = vec![Label::new("requested_model", g.to_string())];
+                let with = |k: &'static str, v: &'static str| {
+                    let mut x = l.clone();
+                    x.push(Label::new(k, v));
+                    x
+                };
+                let gm = GroupMetrics {
+                    total_latency: hist("litellm_request_total_latency_metric", l.clone()),
+                    overhead: hist("litellm_overhead_latency_metric", l.clone()),
+                    ok: counter("lb_requests_total", with("outcome", "success")),
+                    failed: counter("lb_requests_total", with("outcome", "failure")),
+                    fallback_ok: counter(
+                        "litellm_deployment_successful_fallbacks_total",
+                        l.clone(),
+                    ),
+                    fallback_failed: counter("litellm_deployment_failed_fallbacks_total", l),
+                };
+                (g, gm)
+            })
+            .collect();
+        Self {
+            recorder,
+            handle,
+            deployments,
+            groups,
+        }
+    }
+
+    /// An attempt on deployment `i` ended.
+    pub(crate) fn attempt(&self, i: usize, result: Result<Duration, ErrorClass>, stream: bool) {
+        let Some(d) = self.deployments.get(i) else {
+            return;
+        };
+        d.requests.increment(1);
+        match result {
+            Ok(elapsed) if stream => {
+                d.successes.increment(1);
+                d.ttft.record(elapsed.as_secs_f64());
+            }
+            Ok(elapsed) => {
+                d.successes.increment(1);
+                d.api_latency.record(elapsed.as_secs_f64());
+            }
+            Err(c) => d.failures[class_slot(c)].increment(1),
+        }
+    }
+
+    /// Deployment `i` entered a cooldown for `reason`.
+    pub(crate) fn cooled_down(&self, i: usize, reason: &CooldownReason) {
+        if let Some(d) = self.deployments.get(i) {
+            d.cooldowns[reason_slot(reason)].increment(1);
+        }
+    }
+
+    /// Tokens and cost of a settled call on deployment `i`.
+    pub(crate) fn usage(&self, i: usize, usage: &Usage, cost: Option<f64>) {
+        if let Some(d) = self.deployments.get(i) {
+            d.input_tokens.increment(usage.prompt_tokens);
+            d.output_tokens.increment(usage.completion_tokens);
+            if let Some(c) = cost.filter(|c| c.is_finite() && *c > 0.0) {
+                d.spend.increment((c * 1e6).round() as u64);
+            }
+        }
+    }
+
+    /// A client request on `group` ended.
+    pub(crate) fn request(
+        &self,
+        group: &str,
+        ok: bool,
+        fell_back: bool,
+        total: Duration,
+        upstream: Duration,
+    ) {
+        let Some(g) = self.groups.get(group) else {
+            return;
+        };
+        if ok {
+            g.ok.increment(1);
+            g.total_latency.record(total.as_secs_f64());
+            g.overhead
+                .record(total.saturating_sub(upstream).as_secs_f64());
+        } else {
+            g.failed.increment(1);
+        }
+        match (fell_back, ok) {
+            (true, true) => g.fallback_ok.increment(1),
+            (true, false) => g.fallback_failed.increment(1),
+            (false, _) => {}
+        }
+    }
+
+    /// Sets the scrape-time gauges and renders the exposition text.
+    pub(crate) fn render(&self, live: impl Iterator<Item = (usize, Availability, u64)>) -> String {
+        for (i, availability, in_flight) in live {
+            if let Some(d) = self.deployments.get(i) {
+                d.state.set(match availability {
+                    Availability::Available => 0.0,
+                    Availability::Trial => 1.0,
+                    Availability::CoolingDown { .. } => 2.0,
+                });
+                d.in_flight.set(in_flight as f64);
+            }
+        }
+        let _ = &self.recorder;
+        self.handle.render()
+    }
+}

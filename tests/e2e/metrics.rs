@@ -1,0 +1,237 @@
+//! GET /metrics after scripted traffic: exact counter values and states,
+//! read with a real Prometheus exposition parser.
+
+use lb_e2e::Harness;
+use lb_mock::Fault;
+use prometheus_parse::{Sample, Scrape, Value};
+
+fn entry(group: &str, id: &str, url: &str, extra: &str) -> String {
+    format!(
+        "  - model_name: {group}\n    litellm_params:\n      model: openai/{id}-model\n      api_base: \"{url}\"\n{extra}    model_info:\n      id: {id}\n"
+    )
+}
+
+async fn scrape(h: &Harness) -> Scrape {
+    let resp = h
+        .http
+        .get(format!("{}/metrics", h.gateway.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = resp.text().await.unwrap();
+    Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
+}
+
+/// The value of the one sample named `name` whose labels include `labels`.
+fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found: Vec<&Sample> = s
+        .samples
+        .iter()
+        .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .collect();
+    assert_eq!(found.len(), 1, "{name} {labels:?}: {found:?}");
+    match &found[0].value {
+        Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+        other => panic!("{name}: not a number: {other:?}"),
+    }
+}
+
+fn histogram_count(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> u64 {
+    let found: Vec<&Sample> = s
+        .samples
+        .iter()
+        .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .collect();
+    assert_eq!(found.len(), 1, "{name} {labels:?}");
+    match &found[0].value {
+        Value::Histogram(buckets) => buckets.last().map_or(0, |b| b.count as u64),
+        other => panic!("{name}: not a histogram: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn scripted_traffic_gives_exact_counters_and_states() {
+    let h = Harness::start_with(5, |u| {
+        format!(
+            "model_list:\n{}{}{}{}{}router_settings:\n  routing_seed: 1\n  fallbacks: [{{primary: [backup]}}]\n",
+            entry("gpt-4o", "dep-0", &u[0], "      weight: 1000\n"),
+            entry("gpt-4o", "dep-1", &u[1], "      weight: 1\n"),
+            entry("primary", "p", &u[2], ""),
+            entry("backup", "b", &u[3], ""),
+            entry("limited", "l", &u[4], "      rpm: 1\n"),
+        )
+    })
+    .await;
+    // dep-0 is ranked first; its 429 cools it down and dep-1 answers.
+    h.dep(0).fail_next(1, Fault::status(429));
+    let mut prompt_tokens = 0;
+    let mut completion_tokens = 0;
+    for _ in 0..4 {
+        let resp = h
+            .post("/v1/chat/completions", &Harness::chat("gpt-4o"))
+            .await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["x-litellm-model-id"], "dep-1");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        prompt_tokens += body["usage"]["prompt_tokens"].as_u64().unwrap();
+        completion_tokens += body["usage"]["completion_tokens"].as_u64().unwrap();
+    }
+    // primary always fails: one attempt and two retries, then the fallback.
+    h.dep(2).update_behavior(|b| {
+        b.failure_rate = 1.0;
+        b.failure = Fault::status(503);
+    });
+    let resp = h
+        .post("/v1/chat/completions", &Harness::chat("primary"))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-litellm-model-id"], "b");
+    // rpm 1: the second call is refused by the router's own limit.
+    for expected in [200, 429] {
+        let resp = h
+            .post("/v1/chat/completions", &Harness::chat("limited"))
+            .await;
+        assert_eq!(resp.status(), expected);
+    }
+
+    let s = scrape(&h).await;
+    let d0 = [("model_id", "dep-0")];
+    let d1 = [("model_id", "dep-1")];
+    assert_eq!(
+        value(&s, "litellm_deployment_total_requests_total", &d0),
+        1.0
+    );
+    assert_eq!(
+        value(&s, "litellm_deployment_success_responses_total", &d0),
+        0.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            "litellm_deployment_failure_responses_total",
+            &[("model_id", "dep-0"), ("exception_class", "RateLimitError")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            "litellm_deployment_cooled_down_total",
+            &[("model_id", "dep-0"), ("reason", "rate_limited")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&s, "litellm_deployment_state", &d0),
+        2.0,
+        "cooling down"
+    );
+    assert_eq!(value(&s, "litellm_deployment_state", &d1), 0.0, "healthy");
+    assert_eq!(
+        value(&s, "litellm_deployment_total_requests_total", &d1),
+        4.0
+    );
+    assert_eq!(
+        value(&s, "litellm_deployment_success_responses_total", &d1),
+        4.0
+    );
+    assert_eq!(
+        value(&s, "litellm_input_tokens_metric_total", &d1),
+        prompt_tokens as f64
+    );
+    assert_eq!(
+        value(&s, "litellm_output_tokens_metric_total", &d1),
+        completion_tokens as f64
+    );
+    assert_eq!(
+        histogram_count(&s, "litellm_llm_api_latency_metric", &d1),
+        4
+    );
+    assert_eq!(value(&s, "lb_deployment_in_flight_requests", &d1), 0.0);
+    let gpt = [("requested_model", "gpt-4o"), ("outcome", "success")];
+    assert_eq!(value(&s, "lb_requests_total", &gpt), 4.0);
+    assert_eq!(
+        histogram_count(
+            &s,
+            "litellm_overhead_latency_metric",
+            &[("requested_model", "gpt-4o")]
+        ),
+        4
+    );
+    assert_eq!(
+        histogram_count(
+            &s,
+            "litellm_request_total_latency_metric",
+            &[("requested_model", "gpt-4o")]
+        ),
+        4
+    );
+
+    assert_eq!(
+        value(
+            &s,
+            "litellm_deployment_failure_responses_total",
+            &[
+                ("model_id", "p"),
+                ("exception_class", "InternalServerError")
+            ]
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            "litellm_deployment_success_responses_total",
+            &[("model_id", "b")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            "litellm_deployment_successful_fallbacks_total",
+            &[("requested_model", "primary")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            "lb_requests_total",
+            &[("requested_model", "primary"), ("outcome", "success")]
+        ),
+        1.0
+    );
+
+    assert_eq!(
+        value(
+            &s,
+            "litellm_deployment_total_requests_total",
+            &[("model_id", "l")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            "lb_requests_total",
+            &[("requested_model", "limited"), ("outcome", "failure")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            "lb_requests_total",
+            &[("requested_model", "limited"), ("outcome", "success")]
+        ),
+        1.0
+    );
+}
