@@ -60,9 +60,14 @@ fn histogram_count(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> u64 {
 async fn scripted_traffic_gives_exact_counters_and_states() {
     let h = Harness::start_with(5, |u| {
         format!(
-            "model_list:\n{}{}{}{}{}router_settings:\n  routing_seed: 1\n  fallbacks: [{{primary: [backup]}}]\n",
+            "model_list:\n{}{}{}{}{}router_settings:\n  routing_seed: 1\n  fallbacks: [{{primary: [backup]}}]\n  provider_budget_config:\n    openai: {{budget_limit: 100, time_period: 1d}}\n",
             entry("gpt-4o", "dep-0", &u[0], "      weight: 1000\n"),
-            entry("gpt-4o", "dep-1", &u[1], "      weight: 1\n"),
+            entry(
+                "gpt-4o",
+                "dep-1",
+                &u[1],
+                "      weight: 1\n      input_cost_per_token: 0.000001\n      output_cost_per_token: 0.000002\n"
+            ),
             entry("primary", "p", &u[2], ""),
             entry("backup", "b", &u[3], ""),
             entry("limited", "l", &u[4], "      rpm: 1\n"),
@@ -80,8 +85,11 @@ async fn scripted_traffic_gives_exact_counters_and_states() {
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["x-litellm-model-id"], "dep-1");
         let body: serde_json::Value = resp.json().await.unwrap();
-        prompt_tokens += body["usage"]["prompt_tokens"].as_u64().unwrap();
-        completion_tokens += body["usage"]["completion_tokens"].as_u64().unwrap();
+        let p = body["usage"]["prompt_tokens"].as_u64().unwrap();
+        let c = body["usage"]["completion_tokens"].as_u64().unwrap();
+        prompt_tokens += p;
+        completion_tokens += c;
+        assert!(p > 0 && c > 0, "the mock reports usage");
     }
     // primary always fails: one attempt and two retries, then the fallback.
     h.dep(2).update_behavior(|b| {
@@ -154,6 +162,34 @@ async fn scripted_traffic_gives_exact_counters_and_states() {
         histogram_count(&s, "litellm_llm_api_latency_metric", &d1),
         4
     );
+    // $1 and $2 per million tokens: spend in millionths of a dollar.
+    let micro = prompt_tokens + 2 * completion_tokens;
+    assert_eq!(value(&s, "lb_spend_microdollars_total", &d1), micro as f64);
+    let spend = value(&s, "lb_provider_spend_usd", &[("api_provider", "openai")]);
+    // The unpriced answers (b, and l's one call) keep the budget's
+    // 1 µ$ minimum reservation each.
+    let budget_micro = micro + 2;
+    assert!(
+        (spend - budget_micro as f64 / 1e6).abs() < 1e-9,
+        "{spend} {budget_micro}"
+    );
+    let remaining = value(
+        &s,
+        "litellm_provider_remaining_budget_metric",
+        &[("api_provider", "openai")],
+    );
+    assert!((remaining - (100.0 - spend)).abs() < 1e-9, "{remaining}");
+    assert_eq!(
+        value(&s, "lb_retries_total", &[("requested_model", "gpt-4o")]),
+        1.0,
+        "the first call went on to dep-1"
+    );
+    assert_eq!(
+        value(&s, "lb_retries_total", &[("requested_model", "primary")]),
+        3.0,
+        "two retries on p, then the fallback's attempt"
+    );
+    assert_eq!(value(&s, "lb_limit_store_fail_open_total", &[]), 0.0);
     assert_eq!(value(&s, "lb_deployment_in_flight_requests", &d1), 0.0);
     let gpt = [("requested_model", "gpt-4o"), ("outcome", "success")];
     assert_eq!(value(&s, "lb_requests_total", &gpt), 4.0);
@@ -217,6 +253,22 @@ async fn scripted_traffic_gives_exact_counters_and_states() {
             &[("model_id", "l")]
         ),
         1.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            "litellm_remaining_requests_metric",
+            &[("model_id", "l")]
+        ),
+        0.0,
+        "rpm 1, one call this minute"
+    );
+    assert!(
+        !s.samples
+            .iter()
+            .any(|x| x.metric == "litellm_remaining_requests_metric"
+                && x.labels.get("model_id") == Some("dep-1")),
+        "no remaining-requests series for a deployment without rpm"
     );
     assert_eq!(
         value(

@@ -53,6 +53,35 @@ async fn burst(urls: &[String], calls: usize) -> (usize, usize) {
     (ok, limited)
 }
 
+/// `lb_limit_store_errors_total` and `lb_limit_store_fail_open_total` from GET /metrics.
+async fn store_metrics(h: &Harness) -> (f64, f64) {
+    let text = h
+        .http
+        .get(format!("{}/metrics", h.gateway.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let get = |name: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name)
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) => v,
+                _ => f64::NAN,
+            })
+            .unwrap()
+    };
+    (
+        get("lb_limit_store_errors_total"),
+        get("lb_limit_store_fail_open_total"),
+    )
+}
+
 #[tokio::test]
 async fn two_instances_share_one_rpm_limit_exactly() {
     let redis = RedisServer::start().await;
@@ -90,6 +119,9 @@ async fn with_redis_down_calls_keep_flowing_and_limits_return_with_it() {
     for _ in 0..3 {
         assert_eq!(burst(&[h.gateway.url()], 10).await, (10, 0));
     }
+    let (errors, fail_open) = store_metrics(&h).await;
+    assert_eq!(fail_open, 30.0, "each call let through is counted once");
+    assert_eq!(errors, fail_open);
     // Redis returns (empty): after the reconnect pacing (1 s of real time),
     // limits are shared again.
     let _redis = RedisServer::start_on(port).await;
@@ -112,6 +144,8 @@ async fn fail_closed_refuses_calls_that_need_a_limit_while_redis_is_down() {
     redis.kill();
     assert_eq!(burst(&[h.gateway.url()], 3).await, (0, 3));
     assert_eq!(h.dep(0).requests(), 3);
+    let (errors, fail_open) = store_metrics(&h).await;
+    assert_eq!((errors, fail_open), (3.0, 0.0), "refused, not let through");
 }
 
 #[tokio::test]

@@ -221,6 +221,7 @@ impl Router {
                         &primary,
                         true,
                         meta.fallbacks > 0,
+                        u64::from(meta.attempts.saturating_sub(1)),
                         meta.latency,
                         upstream,
                     );
@@ -262,6 +263,7 @@ impl Router {
             &primary,
             false,
             !fallbacks.is_empty(),
+            attempts.len().saturating_sub(1) as u64,
             now.saturating_duration_since(start),
             upstream,
         );

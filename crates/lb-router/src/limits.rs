@@ -206,6 +206,7 @@ impl Router {
                     };
                 }
                 Err(e) if l.fail_closed => {
+                    inner.metrics.store_errors.increment(1);
                     return Admit::Skip {
                         reason: format!(
                             "{}: limit store unavailable ({}); redis_fail_mode is closed",
@@ -215,6 +216,8 @@ impl Router {
                     };
                 }
                 Err(e) => {
+                    inner.metrics.store_errors.increment(1);
+                    inner.metrics.fail_open.increment(1);
                     tracing::warn!(deployment = %d.id, error = %e.message, "concurrency store failed; call let through")
                 }
             }
@@ -249,14 +252,19 @@ impl Router {
                     retry_after: (!denied.exceeds_limit()).then_some(denied.retry_after),
                 }
             }
-            Err(ReserveError::Store(e)) if l.fail_closed => Admit::Skip {
-                reason: format!(
-                    "{}: limit store unavailable ({}); redis_fail_mode is closed",
-                    d.id, e.message
-                ),
-                retry_after: Some(Duration::from_secs(1)),
-            },
+            Err(ReserveError::Store(e)) if l.fail_closed => {
+                inner.metrics.store_errors.increment(1);
+                Admit::Skip {
+                    reason: format!(
+                        "{}: limit store unavailable ({}); redis_fail_mode is closed",
+                        d.id, e.message
+                    ),
+                    retry_after: Some(Duration::from_secs(1)),
+                }
+            }
             Err(ReserveError::Store(e)) => {
+                inner.metrics.store_errors.increment(1);
+                inner.metrics.fail_open.increment(1);
                 tracing::warn!(deployment = %d.id, error = %e.message, "limit store failed; call let through");
                 Admit::Go(held)
             }

@@ -94,6 +94,7 @@ pub(crate) struct GroupMetrics {
     overhead: Histogram,
     ok: Counter,
     failed: Counter,
+    retries: Counter,
     fallback_ok: Counter,
     fallback_failed: Counter,
 }
@@ -104,6 +105,14 @@ pub(crate) struct RouterMetrics {
     handle: PrometheusHandle,
     pub(crate) deployments: Vec<DeploymentMetrics>,
     pub(crate) groups: std::collections::HashMap<Arc<str>, GroupMetrics>,
+    /// Limit-store (Redis) errors at admission.
+    pub(crate) store_errors: Counter,
+    /// Calls let through because the limit store failed (`redis_fail_mode: open`).
+    pub(crate) fail_open: Counter,
+    /// Streams continued by another deployment after a break.
+    pub(crate) continued: Counter,
+    /// Stream breaks that could not be continued.
+    pub(crate) not_continued: Counter,
 }
 
 fn meta() -> Metadata<'static> {
@@ -136,13 +145,7 @@ impl RouterMetrics {
         };
         let deployments = deployments
             .map(|(d, api_base)| {
-                let base = vec![
-                    Label::new("requested_model", d.model_group.to_string()),
-                    Label::new("litellm_model_name", d.model.clone()),
-                    Label::new("model_id", d.id.to_string()),
-                    Label::new("api_base", api_base.to_owned()),
-                    Label::new("api_provider", d.provider.to_string()),
-                ];
+                let base = Self::deployment_labels(d, api_base);
                 let with = |k: &'static str, v: &'static str| {
                     let mut l = base.clone();
                     l.push(Label::new(k, v));
@@ -189,6 +192,7 @@ impl RouterMetrics {
                     overhead: hist("litellm_overhead_latency_metric", l.clone()),
                     ok: counter("lb_requests_total", with("outcome", "success")),
                     failed: counter("lb_requests_total", with("outcome", "failure")),
+                    retries: counter("lb_retries_total", l.clone()),
                     fallback_ok: counter(
                         "litellm_deployment_successful_fallbacks_total",
                         l.clone(),
@@ -198,7 +202,12 @@ impl RouterMetrics {
                 (g, gm)
             })
             .collect();
+        let with_outcome = |o: &'static str| vec![Label::new("outcome", o)];
         Self {
+            store_errors: counter("lb_limit_store_errors_total", Vec::new()),
+            fail_open: counter("lb_limit_store_fail_open_total", Vec::new()),
+            continued: counter("lb_stream_continuations_total", with_outcome("success")),
+            not_continued: counter("lb_stream_continuations_total", with_outcome("failure")),
             recorder,
             handle,
             deployments,
@@ -249,12 +258,14 @@ impl RouterMetrics {
         group: &str,
         ok: bool,
         fell_back: bool,
+        retries: u64,
         total: Duration,
         upstream: Duration,
     ) {
         let Some(g) = self.groups.get(group) else {
             return;
         };
+        g.retries.increment(retries);
         if ok {
             g.ok.increment(1);
             g.total_latency.record(total.as_secs_f64());
@@ -270,6 +281,24 @@ impl RouterMetrics {
         }
     }
 
+    /// Sets a gauge known only at scrape time (registered then, off the hot path).
+    pub(crate) fn set_gauge(&self, name: &'static str, labels: Vec<Label>, value: f64) {
+        self.recorder
+            .register_gauge(&Key::from_parts(name, labels), &meta())
+            .set(value);
+    }
+
+    /// The labels of deployment `i`'s series, plus nothing.
+    pub(crate) fn deployment_labels(d: &Deployment, api_base: &str) -> Vec<Label> {
+        vec![
+            Label::new("requested_model", d.model_group.to_string()),
+            Label::new("litellm_model_name", d.model.clone()),
+            Label::new("model_id", d.id.to_string()),
+            Label::new("api_base", api_base.to_owned()),
+            Label::new("api_provider", d.provider.to_string()),
+        ]
+    }
+
     /// Sets the scrape-time gauges and renders the exposition text.
     pub(crate) fn render(&self, live: impl Iterator<Item = (usize, Availability, u64)>) -> String {
         for (i, availability, in_flight) in live {
@@ -282,7 +311,6 @@ impl RouterMetrics {
                 d.in_flight.set(in_flight as f64);
             }
         }
-        let _ = &self.recorder;
         self.handle.render()
     }
 }

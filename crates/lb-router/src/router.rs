@@ -483,8 +483,43 @@ impl Router {
 
     /// The router's metrics in the Prometheus text exposition format
     /// (what the gateway serves at `GET /metrics`).
-    pub fn metrics_text(&self) -> String {
+    pub async fn metrics_text(&self) -> String {
         let inner = &*self.inner;
+        let wall = inner.clock.wall();
+        for e in &inner.entries {
+            let d = &*e.deployment;
+            if d.rpm.is_none() && d.tpm.is_none() {
+                continue;
+            }
+            let Ok(status) = lb_budget::rate_limit_status(&*inner.limits.store, &[d], wall).await
+            else {
+                continue;
+            };
+            let labels = crate::metrics::RouterMetrics::deployment_labels(d, e.provider.api_base());
+            if let Some(r) = status.remaining_requests {
+                inner.metrics.set_gauge(
+                    "litellm_remaining_requests_metric",
+                    labels.clone(),
+                    r as f64,
+                );
+            }
+            if let Some(t) = status.remaining_tokens {
+                inner
+                    .metrics
+                    .set_gauge("litellm_remaining_tokens_metric", labels, t as f64);
+            }
+        }
+        for b in self.provider_budgets().await {
+            let labels = vec![metrics::Label::new("api_provider", b.name.clone())];
+            inner.metrics.set_gauge(
+                "litellm_provider_remaining_budget_metric",
+                labels.clone(),
+                (b.budget_limit - b.spend).max(0.0),
+            );
+            inner
+                .metrics
+                .set_gauge("lb_provider_spend_usd", labels, b.spend);
+        }
         let now = inner.clock.now();
         inner
             .metrics

@@ -117,10 +117,12 @@ impl StreamState {
                                     delivered_chars = self.delivered.len(),
                                     "stream continued by another deployment"
                                 );
+                                self.router.inner.metrics.continued.increment(1);
                                 self.continued.push((failed, by));
                                 continue;
                             }
                             Err(why) => {
+                                self.router.inner.metrics.not_continued.increment(1);
                                 tracing::warn!(error = %why, "stream continuation failed; ending the stream with the original error");
                             }
                         }
