@@ -157,10 +157,15 @@ fn log_done(
             model,
             group = %meta.model_group,
             deployment = %meta.deployment_id,
+            provider = %meta.provider,
             attempts = meta.attempts,
+            retries = meta.retries,
+            fallbacks = meta.fallbacks,
             status = 200,
             stream,
             latency_ms,
+            upstream_ms = meta.upstream_latency.as_secs_f64() * 1000.0,
+            cost = meta.cost.unwrap_or(0.0),
             "request served"
         ),
         Err(e) => tracing::info!(
@@ -280,7 +285,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
             CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        state.router.metrics_text(),
+        state.router.metrics_text().await,
     )
         .into_response()
 }

@@ -1,4 +1,4 @@
-//! `lb-gateway --config FILE [--host 127.0.0.1] [--port 4000]`
+//! `lb-gateway --config FILE [--host 127.0.0.1] [--port 4000] [--log-format text|json]`
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +28,18 @@ struct Args {
     /// Port to listen on.
     #[arg(long, default_value_t = 4000)]
     port: u16,
+    /// Log lines as human-readable text or as one JSON object per line.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line, with the event's fields at the top level.
+    Json,
 }
 
 async fn shutdown_signal() {
@@ -54,13 +66,18 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    match args.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_env_filter(filter)
+            .init(),
+    }
     let config = match RouterConfig::from_path(&args.config) {
         Ok(c) => c,
         Err(e) => {

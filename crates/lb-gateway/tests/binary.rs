@@ -53,6 +53,10 @@ mod tempfile_path {
 }
 
 fn spawn(config: &std::path::Path, port: u16) -> Child {
+    spawn_with(config, port, &[])
+}
+
+fn spawn_with(config: &std::path::Path, port: u16, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_lb-gateway"))
         .args([
             "--config",
@@ -60,6 +64,7 @@ fn spawn(config: &std::path::Path, port: u16) -> Child {
             "--port",
             &port.to_string(),
         ])
+        .args(extra)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -133,6 +138,63 @@ async fn sigterm_lets_in_flight_requests_finish_and_logs_hold_no_keys() {
         !logs.contains("sk-upstream-secret") && !logs.contains("sk-master-secret"),
         "{logs}"
     );
+}
+
+#[tokio::test]
+async fn json_logs_give_one_line_per_request_with_its_fields_and_no_keys() {
+    let mock = MockServer::start(1).await.unwrap();
+    let config = write_config(&format!(
+        "model_list:\n  - model_name: g\n    litellm_params: {{model: openai/m, api_base: \"{}\", api_key: sk-upstream-secret}}\n    model_info: {{id: d0}}\ngeneral_settings:\n  master_key: sk-master-secret\n",
+        mock.deployment(0).base_url()
+    ));
+    let port = free_port();
+    let child = spawn_with(&config.0, port, &["--log-format", "json"]);
+    let client = reqwest::Client::new();
+    wait_ready(&client, port).await;
+    for model in ["g", "nope"] {
+        client
+            .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+            .bearer_auth("sk-master-secret")
+            .json(&serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let served: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "request served")
+        .collect();
+    assert_eq!(served.len(), 1, "{stdout}");
+    let s = served[0];
+    assert_eq!(s["level"], "INFO");
+    assert_eq!(s["model"], "g");
+    assert_eq!(s["deployment"], "d0");
+    assert_eq!(s["provider"], "openai");
+    assert_eq!(s["status"], 200);
+    assert_eq!(s["attempts"], 1);
+    assert_eq!(s["fallbacks"], 0);
+    assert!(s["latency_ms"].as_f64().unwrap() >= s["upstream_ms"].as_f64().unwrap());
+    let failed: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "request failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{stdout}");
+    assert_eq!(failed[0]["status"], 400);
+    assert!(!stdout.contains("sk-upstream-secret") && !stdout.contains("sk-master-secret"));
 }
 
 #[tokio::test]
