@@ -287,3 +287,23 @@ async fn scripted_traffic_gives_exact_counters_and_states() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn enable_metrics_false_serves_an_empty_exposition_and_a_bad_value_names_the_key() {
+    let h = Harness::start(1, "router_settings:\n  enable_metrics: false\n").await;
+    let resp = h
+        .post("/v1/chat/completions", &Harness::chat("gpt-4o"))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let s = scrape(&h).await;
+    assert!(s.samples.is_empty(), "{:?}", s.samples);
+
+    let err = lb_router::Router::from_yaml(
+        "model_list:\n  - model_name: g\n    litellm_params: {model: openai/m}\nrouter_settings:\n  enable_metrics: maybe\n",
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("router_settings.enable_metrics"), "{err}");
+    assert!(err.contains("maybe"), "{err}");
+}

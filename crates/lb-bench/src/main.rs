@@ -4,6 +4,7 @@
 
 mod admission_report;
 mod load;
+mod metrics_phase;
 mod redis_phase;
 mod strategy_report;
 
@@ -440,6 +441,8 @@ async fn bench(
     write_section(out, START, END, &report).map_err(|e| format!("cannot write {out}: {e}"))?;
     eprintln!("redis versus memory, concurrency 64 ({seconds} s each)...");
     redis_phase::run(seconds, out).await?;
+    eprintln!("metrics on versus off, concurrency 64 ({seconds} s each)...");
+    metrics_phase::run(seconds, out).await?;
     eprintln!("written to {out}");
     if failed > 0 {
         return Err(format!("{failed} benchmark requests failed"));

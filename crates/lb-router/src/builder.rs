@@ -284,6 +284,7 @@ impl RouterBuilder {
         Ok(Router {
             inner: Arc::new(Inner {
                 metrics: crate::metrics::RouterMetrics::new(
+                    self.settings.enable_metrics,
                     entries
                         .iter()
                         .map(|e| (&*e.deployment, e.provider.api_base())),

@@ -82,6 +82,8 @@ pub struct RouterSettings {
     pub provider_budgets: Vec<(String, BudgetLimit)>,
     /// `enable_pre_call_checks`: skip deployments whose context window is smaller than the prompt.
     pub enable_pre_call_checks: bool,
+    /// `enable_metrics` (ours; default on): count calls for `GET /metrics`.
+    pub enable_metrics: bool,
     /// `model_cost_map`: a price file in LiteLLM's schema, layered over the built-in table.
     pub model_cost_map: Option<PathBuf>,
     /// `routing_strategy_args.lowest_latency_buffer` and friends.
@@ -146,6 +148,7 @@ impl Default for RouterSettings {
             default_max_parallel_requests: None,
             provider_budgets: Vec::new(),
             enable_pre_call_checks: false,
+            enable_metrics: true,
             model_cost_map: None,
             strategy_args: StrategyArgs::default(),
             latency_ttl: LatencyWindow::DEFAULT_TTL,
@@ -763,6 +766,7 @@ impl Parser {
                 "default_max_parallel_requests" => {
                     cfg.settings.default_max_parallel_requests = Some(self.positive_u32(v, &path)?);
                 }
+                "enable_metrics" => cfg.settings.enable_metrics = self.boolean(v, &path)?,
                 "enable_pre_call_checks" => {
                     cfg.settings.enable_pre_call_checks = self.boolean(v, &path)?
                 }

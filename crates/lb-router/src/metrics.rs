@@ -101,6 +101,7 @@ pub(crate) struct GroupMetrics {
 
 /// The router's metrics.
 pub(crate) struct RouterMetrics {
+    enabled: bool,
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     pub(crate) deployments: Vec<DeploymentMetrics>,
@@ -122,6 +123,7 @@ fn meta() -> Metadata<'static> {
 impl RouterMetrics {
     /// Registers every handle for `deployments` and `groups`.
     pub(crate) fn new<'a>(
+        enabled: bool,
         deployments: impl Iterator<Item = (&'a Deployment, &'a str)>,
         groups: impl Iterator<Item = Arc<str>>,
     ) -> Self {
@@ -134,14 +136,27 @@ impl RouterMetrics {
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
         let m = meta();
+        // Disabled: every handle is a no-op and nothing is rendered.
         let counter = |name: &'static str, labels: Vec<Label>| {
-            recorder.register_counter(&Key::from_parts(name, labels), &m)
+            if enabled {
+                recorder.register_counter(&Key::from_parts(name, labels), &m)
+            } else {
+                Counter::noop()
+            }
         };
         let gauge = |name: &'static str, labels: Vec<Label>| {
-            recorder.register_gauge(&Key::from_parts(name, labels), &m)
+            if enabled {
+                recorder.register_gauge(&Key::from_parts(name, labels), &m)
+            } else {
+                Gauge::noop()
+            }
         };
         let hist = |name: &'static str, labels: Vec<Label>| {
-            recorder.register_histogram(&Key::from_parts(name, labels), &m)
+            if enabled {
+                recorder.register_histogram(&Key::from_parts(name, labels), &m)
+            } else {
+                Histogram::noop()
+            }
         };
         let deployments = deployments
             .map(|(d, api_base)| {
@@ -204,6 +219,7 @@ impl RouterMetrics {
             .collect();
         let with_outcome = |o: &'static str| vec![Label::new("outcome", o)];
         Self {
+            enabled,
             store_errors: counter("lb_limit_store_errors_total", Vec::new()),
             fail_open: counter("lb_limit_store_fail_open_total", Vec::new()),
             continued: counter("lb_stream_continuations_total", with_outcome("success")),
@@ -283,6 +299,9 @@ impl RouterMetrics {
 
     /// Sets a gauge known only at scrape time (registered then, off the hot path).
     pub(crate) fn set_gauge(&self, name: &'static str, labels: Vec<Label>, value: f64) {
+        if !self.enabled {
+            return;
+        }
         self.recorder
             .register_gauge(&Key::from_parts(name, labels), &meta())
             .set(value);
