@@ -176,3 +176,51 @@ async fn a_custom_strategy_cannot_break_the_call_loop() {
     assert_eq!(routed.meta.attempts, 2);
     assert_eq!(mock.deployment(1).requests(), 1, "never tried twice");
 }
+
+#[tokio::test]
+async fn metrics_snapshot_gives_embedders_the_same_counters_as_the_exposition() {
+    let (mock, router) = two_deployments().await;
+    mock.deployment(0).fail_next(1, Fault::status(500));
+    mock.deployment(1).fail_next(1, Fault::status(500));
+    // Two attempts fail (one per deployment), the third answers.
+    let ok = router
+        .completion(ChatCompletionRequest::new(
+            "chat",
+            vec![ChatMessage::user("hi")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ok.meta.attempts, 3);
+    let usage = ok.response.usage.unwrap();
+    let snap = router.metrics_snapshot();
+    assert_eq!(snap.deployments.len(), 2);
+    let requests: u64 = snap.deployments.iter().map(|d| d.requests).sum();
+    assert_eq!(requests, 3);
+    for d in &snap.deployments {
+        assert_eq!(
+            d.failures,
+            vec![(lb_router::ErrorClass::ServerError, 1)],
+            "{}",
+            d.id
+        );
+    }
+    let answered = snap
+        .deployments
+        .iter()
+        .find(|d| d.id == ok.meta.deployment_id)
+        .unwrap();
+    assert_eq!(answered.successes, 1);
+    assert_eq!(answered.input_tokens, usage.prompt_tokens);
+    assert_eq!(answered.output_tokens, usage.completion_tokens);
+    assert_eq!(snap.groups.len(), 1);
+    let g = &snap.groups[0];
+    assert_eq!(&*g.model_group, "chat");
+    assert_eq!((g.successes, g.failures, g.retries), (1, 0, 2));
+    // The exposition says the same.
+    let text = router.metrics_text().await;
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("lb_retries_total{requested_model=\"chat\"} 2")),
+        "{text}"
+    );
+}

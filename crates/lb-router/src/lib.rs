@@ -47,6 +47,7 @@ pub use builder::RouterBuilder;
 pub use config::{AliasTarget, GeneralSettings, RedisSettings, RouterConfig, RouterSettings};
 pub use error::{AttemptFailure, ConfigError, RouterError};
 pub use health::DeploymentHealth;
+pub use metrics::{DeploymentCounters, GroupCounters, MetricsSnapshot};
 pub use router::{ResponseMeta, Routed, RoutedStream, Router};
 pub use stream::CONTINUATION_FIELD;
 

@@ -5,9 +5,10 @@
 //! dashboards keep working; `lb_*` names are ours.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use lb_core::{Deployment, ErrorClass, Usage};
+use lb_core::{Deployment, DeploymentId, ErrorClass, Usage};
 use lb_health::{Availability, CooldownReason};
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
@@ -73,30 +74,55 @@ fn reason_slot(r: &CooldownReason) -> usize {
     }
 }
 
+/// A Prometheus counter with a local copy the snapshot API reads.
+pub(crate) struct Count {
+    prom: Counter,
+    local: AtomicU64,
+}
+
+impl Count {
+    fn new(prom: Counter) -> Self {
+        Self {
+            prom,
+            local: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds `v`.
+    pub(crate) fn increment(&self, v: u64) {
+        self.prom.increment(v);
+        self.local.fetch_add(v, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.local.load(Ordering::Relaxed)
+    }
+}
+
 /// One deployment's handles.
 pub(crate) struct DeploymentMetrics {
-    requests: Counter,
-    successes: Counter,
-    failures: Vec<Counter>,
-    cooldowns: Vec<Counter>,
+    requests: Count,
+    successes: Count,
+    failures: Vec<Count>,
+    cooldowns: Vec<Count>,
     state: Gauge,
     in_flight: Gauge,
     api_latency: Histogram,
     ttft: Histogram,
-    input_tokens: Counter,
-    output_tokens: Counter,
-    spend: Counter,
+    input_tokens: Count,
+    output_tokens: Count,
+    spend: Count,
 }
 
 /// One model group's handles.
 pub(crate) struct GroupMetrics {
     total_latency: Histogram,
     overhead: Histogram,
-    ok: Counter,
-    failed: Counter,
-    retries: Counter,
-    fallback_ok: Counter,
-    fallback_failed: Counter,
+    ok: Count,
+    failed: Count,
+    retries: Count,
+    fallback_ok: Count,
+    fallback_failed: Count,
 }
 
 /// The router's metrics.
@@ -107,13 +133,13 @@ pub(crate) struct RouterMetrics {
     pub(crate) deployments: Vec<DeploymentMetrics>,
     pub(crate) groups: std::collections::HashMap<Arc<str>, GroupMetrics>,
     /// Limit-store (Redis) errors at admission.
-    pub(crate) store_errors: Counter,
+    pub(crate) store_errors: Count,
     /// Calls let through because the limit store failed (`redis_fail_mode: open`).
-    pub(crate) fail_open: Counter,
+    pub(crate) fail_open: Count,
     /// Streams continued by another deployment after a break.
-    pub(crate) continued: Counter,
+    pub(crate) continued: Count,
     /// Stream breaks that could not be continued.
-    pub(crate) not_continued: Counter,
+    pub(crate) not_continued: Count,
 }
 
 fn meta() -> Metadata<'static> {
@@ -138,11 +164,11 @@ impl RouterMetrics {
         let m = meta();
         // Disabled: every handle is a no-op and nothing is rendered.
         let counter = |name: &'static str, labels: Vec<Label>| {
-            if enabled {
+            Count::new(if enabled {
                 recorder.register_counter(&Key::from_parts(name, labels), &m)
             } else {
                 Counter::noop()
-            }
+            })
         };
         let gauge = |name: &'static str, labels: Vec<Label>| {
             if enabled {
@@ -331,5 +357,114 @@ impl RouterMetrics {
             }
         }
         self.handle.render()
+    }
+}
+
+/// Counters of one deployment since the router was built.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentCounters {
+    /// Its id.
+    pub id: DeploymentId,
+    /// Its model group.
+    pub model_group: Arc<str>,
+    /// Attempts sent to it.
+    pub requests: u64,
+    /// Attempts that answered.
+    pub successes: u64,
+    /// Failed attempts, by class (classes that never failed are left out).
+    pub failures: Vec<(ErrorClass, u64)>,
+    /// Cooldowns it entered.
+    pub cooldowns: u64,
+    /// Prompt tokens of settled calls.
+    pub input_tokens: u64,
+    /// Completion tokens of settled calls.
+    pub output_tokens: u64,
+    /// Cost of settled calls, USD.
+    pub spend_usd: f64,
+}
+
+/// Counters of one model group (as requested by clients) since the router was built.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupCounters {
+    /// The model group.
+    pub model_group: Arc<str>,
+    /// Requests answered.
+    pub successes: u64,
+    /// Requests that failed (including refusals by the router's own limits).
+    pub failures: u64,
+    /// Attempts after each request's first.
+    pub retries: u64,
+    /// Requests that went to a fallback group and then succeeded.
+    pub fallbacks_succeeded: u64,
+    /// Requests that went to a fallback group and still failed.
+    pub fallbacks_failed: u64,
+}
+
+/// The counters behind `GET /metrics`, for embedders (all zero when
+/// `enable_metrics` is off).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsSnapshot {
+    /// Per deployment, in config order.
+    pub deployments: Vec<DeploymentCounters>,
+    /// Per model group, in config order.
+    pub groups: Vec<GroupCounters>,
+    /// Limit-store (Redis) errors at admission.
+    pub limit_store_errors: u64,
+    /// Calls let through because the limit store failed.
+    pub limit_store_fail_open: u64,
+    /// Streams continued by another deployment after a break.
+    pub stream_continuations: u64,
+    /// Stream breaks that could not be continued.
+    pub stream_continuations_failed: u64,
+}
+
+impl RouterMetrics {
+    /// The counters now; `deployments` and `groups` give ids in order.
+    pub(crate) fn snapshot<'a>(
+        &self,
+        deployments: impl Iterator<Item = &'a Deployment>,
+        groups: &[Arc<str>],
+    ) -> MetricsSnapshot {
+        let deployments = deployments
+            .zip(&self.deployments)
+            .map(|(d, m)| DeploymentCounters {
+                id: d.id.clone(),
+                model_group: Arc::clone(&d.model_group),
+                requests: m.requests.get(),
+                successes: m.successes.get(),
+                failures: CLASSES
+                    .iter()
+                    .zip(&m.failures)
+                    .map(|(&c, n)| (c, n.get()))
+                    .filter(|(_, n)| *n > 0)
+                    .collect(),
+                cooldowns: m.cooldowns.iter().map(Count::get).sum(),
+                input_tokens: m.input_tokens.get(),
+                output_tokens: m.output_tokens.get(),
+                spend_usd: m.spend.get() as f64 / 1e6,
+            })
+            .collect();
+        let groups = groups
+            .iter()
+            .filter_map(|g| {
+                let m = self.groups.get(g)?;
+                Some(GroupCounters {
+                    model_group: Arc::clone(g),
+                    successes: m.ok.get(),
+                    failures: m.failed.get(),
+                    retries: m.retries.get(),
+                    fallbacks_succeeded: m.fallback_ok.get(),
+                    fallbacks_failed: m.fallback_failed.get(),
+                })
+            })
+            .collect();
+        MetricsSnapshot {
+            deployments,
+            groups,
+            limit_store_errors: self.store_errors.get(),
+            limit_store_fail_open: self.fail_open.get(),
+            stream_continuations: self.continued.get(),
+            stream_continuations_failed: self.not_continued.get(),
+        }
     }
 }

@@ -481,6 +481,15 @@ impl Router {
             .collect()
     }
 
+    /// The counters behind `GET /metrics` (the same numbers), for embedders
+    /// who serve or ship them their own way.
+    pub fn metrics_snapshot(&self) -> crate::MetricsSnapshot {
+        let inner = &*self.inner;
+        inner
+            .metrics
+            .snapshot(self.deployments(), &inner.group_order)
+    }
+
     /// The router's metrics in the Prometheus text exposition format
     /// (what the gateway serves at `GET /metrics`).
     pub async fn metrics_text(&self) -> String {
