@@ -297,6 +297,11 @@ async fn enable_metrics_false_serves_an_empty_exposition_and_a_bad_value_names_t
     assert_eq!(resp.status(), 200);
     let s = scrape(&h).await;
     assert!(s.samples.is_empty(), "{:?}", s.samples);
+    let snap = h.router.metrics_snapshot();
+    assert_eq!(
+        snap.deployments[0].requests, 0,
+        "nothing is counted when off"
+    );
 
     let err = lb_router::Router::from_yaml(
         "model_list:\n  - model_name: g\n    litellm_params: {model: openai/m}\nrouter_settings:\n  enable_metrics: maybe\n",

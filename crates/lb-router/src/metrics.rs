@@ -76,12 +76,13 @@ fn reason_slot(r: &CooldownReason) -> usize {
 
 /// A Prometheus counter with a local copy the snapshot API reads.
 pub(crate) struct Count {
-    prom: Counter,
+    /// `None` when metrics are off: then nothing is counted at all.
+    prom: Option<Counter>,
     local: AtomicU64,
 }
 
 impl Count {
-    fn new(prom: Counter) -> Self {
+    fn new(prom: Option<Counter>) -> Self {
         Self {
             prom,
             local: AtomicU64::new(0),
@@ -90,8 +91,10 @@ impl Count {
 
     /// Adds `v`.
     pub(crate) fn increment(&self, v: u64) {
-        self.prom.increment(v);
-        self.local.fetch_add(v, Ordering::Relaxed);
+        if let Some(p) = &self.prom {
+            p.increment(v);
+            self.local.fetch_add(v, Ordering::Relaxed);
+        }
     }
 
     fn get(&self) -> u64 {
@@ -164,11 +167,9 @@ impl RouterMetrics {
         let m = meta();
         // Disabled: every handle is a no-op and nothing is rendered.
         let counter = |name: &'static str, labels: Vec<Label>| {
-            Count::new(if enabled {
-                recorder.register_counter(&Key::from_parts(name, labels), &m)
-            } else {
-                Counter::noop()
-            })
+            Count::new(
+                enabled.then(|| recorder.register_counter(&Key::from_parts(name, labels), &m)),
+            )
         };
         let gauge = |name: &'static str, labels: Vec<Label>| {
             if enabled {
