@@ -312,3 +312,48 @@ async fn enable_metrics_false_serves_an_empty_exposition_and_a_bad_value_names_t
     assert!(err.contains("router_settings.enable_metrics"), "{err}");
     assert!(err.contains("maybe"), "{err}");
 }
+
+#[tokio::test]
+async fn a_stream_counts_time_to_first_token_and_its_usage_when_it_ends() {
+    let h = Harness::start(1, "").await;
+    let resp = h
+        .post(
+            "/v1/chat/completions",
+            &serde_json::json!({
+                "model": "gpt-4o",
+                "messages": [{"role": "user", "content": "hello there"}],
+                "stream": true,
+                "stream_options": {"include_usage": true}
+            }),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let body = resp.text().await.unwrap();
+    let usage: serde_json::Value = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str::<serde_json::Value>(d).unwrap())
+        .find(|c| !c["usage"].is_null())
+        .map(|c| c["usage"].clone())
+        .unwrap();
+    let s = scrape(&h).await;
+    let d = [("requested_model", "gpt-4o")];
+    assert_eq!(
+        histogram_count(&s, "litellm_llm_api_time_to_first_token_metric", &d),
+        1
+    );
+    assert_eq!(
+        histogram_count(&s, "litellm_llm_api_latency_metric", &d),
+        0,
+        "a stream is not a completed call's latency"
+    );
+    assert_eq!(
+        value(&s, "litellm_output_tokens_metric_total", &d),
+        usage["completion_tokens"].as_f64().unwrap()
+    );
+    assert_eq!(
+        value(&s, "litellm_input_tokens_metric_total", &d),
+        usage["prompt_tokens"].as_f64().unwrap()
+    );
+}
