@@ -11,6 +11,19 @@ use lb_router::{ManualClock, Router, RouterBuilder, RouterConfig};
 
 pub use lb_router::Clock;
 
+/// One `model_list` entry: deployment `id` of `group`, model `model`, key `sk-{id}`;
+/// `extra` holds further `litellm_params` lines (6-space indented).
+pub fn entry_with_model(group: &str, id: &str, model: &str, url: &str, extra: &str) -> String {
+    format!(
+        "  - model_name: {group}\n    litellm_params:\n      model: {model}\n      api_base: \"{url}\"\n      api_key: sk-{id}\n{extra}    model_info:\n      id: {id}\n"
+    )
+}
+
+/// [`entry_with_model`] with model `openai/{id}-model`.
+pub fn entry(group: &str, id: &str, url: &str, extra: &str) -> String {
+    entry_with_model(group, id, &format!("openai/{id}-model"), url, extra)
+}
+
 /// Mock upstreams, a router over them and a gateway in front.
 pub struct Harness {
     /// The mock upstreams (deployment `i` is `dep-i` in the config).
@@ -125,6 +138,54 @@ impl Harness {
     /// A minimal chat body for `model`.
     pub fn chat(model: &str) -> serde_json::Value {
         serde_json::json!({"model": model, "messages": [{"role": "user", "content": "hello there"}]})
+    }
+
+    /// `GET /metrics`, checked for the Prometheus text content type and
+    /// parsed with a real exposition parser.
+    pub async fn scrape(&self) -> Scrape {
+        let resp = self
+            .http
+            .get(format!("{}/metrics", self.gateway.url()))
+            .send()
+            .await
+            .expect("request reaches the gateway");
+        assert_eq!(resp.status(), 200);
+        let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{content_type}"
+        );
+        let text = resp.text().await.unwrap();
+        Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
+    }
+}
+
+pub use prometheus_parse::{Scrape, Value as MetricValue};
+
+/// The one sample named `name` whose labels include `labels`.
+fn sample<'s>(s: &'s Scrape, name: &str, labels: &[(&str, &str)]) -> &'s prometheus_parse::Sample {
+    let found: Vec<&prometheus_parse::Sample> = s
+        .samples
+        .iter()
+        .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .collect();
+    assert_eq!(found.len(), 1, "{name} {labels:?}: {found:?}");
+    found[0]
+}
+
+/// The value of the counter or gauge `name` with `labels` (exactly one must match).
+pub fn metric(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    match &sample(s, name, labels).value {
+        MetricValue::Counter(v) | MetricValue::Gauge(v) | MetricValue::Untyped(v) => *v,
+        other => panic!("{name}: not a number: {other:?}"),
+    }
+}
+
+/// How many observations the histogram `name` with `labels` holds.
+pub fn histogram_count(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> u64 {
+    match &sample(s, name, labels).value {
+        MetricValue::Histogram(buckets) => buckets.last().map_or(0, |b| b.count as u64),
+        other => panic!("{name}: not a histogram: {other:?}"),
     }
 }
 

@@ -141,6 +141,12 @@ async fn a_stream_cut_after_40_of_60_tokens_is_finished_by_another_deployment() 
         sse.text().starts_with(last["content"].as_str().unwrap()),
         "the prefill is what the client got first"
     );
+    let m = h.scrape().await;
+    let continued = [("outcome", "success")];
+    assert_eq!(
+        lb_e2e::metric(&m, "lb_stream_continuations_total", &continued),
+        1.0
+    );
 }
 
 #[tokio::test]
@@ -213,6 +219,20 @@ async fn a_rejected_prefill_ends_with_the_original_error_and_no_done() {
         sse.text().trim_end(),
         lb_mock::canonical_text(40),
         "the 40 tokens delivered, nothing more"
+    );
+    let m = h.scrape().await;
+    let failed = [("outcome", "failure")];
+    assert_eq!(
+        lb_e2e::metric(&m, "lb_stream_continuations_total", &failed),
+        1.0
+    );
+    assert_eq!(
+        lb_e2e::metric(
+            &m,
+            "lb_stream_continuations_total",
+            &[("outcome", "success")]
+        ),
+        0.0
     );
 }
 

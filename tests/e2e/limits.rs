@@ -3,14 +3,8 @@
 
 use std::time::Duration;
 
-use lb_e2e::Harness;
+use lb_e2e::{Harness, entry_with_model as entry};
 use serde_json::{Value, json};
-
-fn entry(group: &str, id: &str, model: &str, url: &str, extra: &str) -> String {
-    format!(
-        "  - model_name: {group}\n    litellm_params:\n      model: {model}\n      api_base: \"{url}\"\n      api_key: sk-{id}\n{extra}    model_info:\n      id: {id}\n"
-    )
-}
 
 async fn chat(h: &Harness, body: &Value) -> (u16, reqwest::header::HeaderMap, Value) {
     let resp = h.post("/v1/chat/completions", body).await;

@@ -1,60 +1,8 @@
 //! GET /metrics after scripted traffic: exact counter values and states,
 //! read with a real Prometheus exposition parser.
 
-use lb_e2e::Harness;
+use lb_e2e::{Harness, entry, histogram_count, metric as value};
 use lb_mock::Fault;
-use prometheus_parse::{Sample, Scrape, Value};
-
-fn entry(group: &str, id: &str, url: &str, extra: &str) -> String {
-    format!(
-        "  - model_name: {group}\n    litellm_params:\n      model: openai/{id}-model\n      api_base: \"{url}\"\n{extra}    model_info:\n      id: {id}\n"
-    )
-}
-
-async fn scrape(h: &Harness) -> Scrape {
-    let resp = h
-        .http
-        .get(format!("{}/metrics", h.gateway.url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert!(
-        resp.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain; version=0.0.4")
-    );
-    let text = resp.text().await.unwrap();
-    Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
-}
-
-/// The value of the one sample named `name` whose labels include `labels`.
-fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let found: Vec<&Sample> = s
-        .samples
-        .iter()
-        .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
-        .collect();
-    assert_eq!(found.len(), 1, "{name} {labels:?}: {found:?}");
-    match &found[0].value {
-        Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
-        other => panic!("{name}: not a number: {other:?}"),
-    }
-}
-
-fn histogram_count(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> u64 {
-    let found: Vec<&Sample> = s
-        .samples
-        .iter()
-        .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
-        .collect();
-    assert_eq!(found.len(), 1, "{name} {labels:?}");
-    match &found[0].value {
-        Value::Histogram(buckets) => buckets.last().map_or(0, |b| b.count as u64),
-        other => panic!("{name}: not a histogram: {other:?}"),
-    }
-}
 
 #[tokio::test]
 async fn scripted_traffic_gives_exact_counters_and_states() {
@@ -109,7 +57,7 @@ async fn scripted_traffic_gives_exact_counters_and_states() {
         assert_eq!(resp.status(), expected);
     }
 
-    let s = scrape(&h).await;
+    let s = h.scrape().await;
     let d0 = [("model_id", "dep-0")];
     let d1 = [("model_id", "dep-1")];
     assert_eq!(
@@ -295,7 +243,7 @@ async fn enable_metrics_false_serves_an_empty_exposition_and_a_bad_value_names_t
         .post("/v1/chat/completions", &Harness::chat("gpt-4o"))
         .await;
     assert_eq!(resp.status(), 200);
-    let s = scrape(&h).await;
+    let s = h.scrape().await;
     assert!(s.samples.is_empty(), "{:?}", s.samples);
     let snap = h.router.metrics_snapshot();
     assert_eq!(
@@ -337,7 +285,7 @@ async fn a_stream_counts_time_to_first_token_and_its_usage_when_it_ends() {
         .find(|c| !c["usage"].is_null())
         .map(|c| c["usage"].clone())
         .unwrap();
-    let s = scrape(&h).await;
+    let s = h.scrape().await;
     let d = [("requested_model", "gpt-4o")];
     assert_eq!(
         histogram_count(&s, "litellm_llm_api_time_to_first_token_metric", &d),

@@ -55,30 +55,10 @@ async fn burst(urls: &[String], calls: usize) -> (usize, usize) {
 
 /// `lb_limit_store_errors_total` and `lb_limit_store_fail_open_total` from GET /metrics.
 async fn store_metrics(h: &Harness) -> (f64, f64) {
-    let text = h
-        .http
-        .get(format!("{}/metrics", h.gateway.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
-    let get = |name: &str| {
-        scrape
-            .samples
-            .iter()
-            .find(|s| s.metric == name)
-            .map(|s| match s.value {
-                prometheus_parse::Value::Counter(v) => v,
-                _ => f64::NAN,
-            })
-            .unwrap()
-    };
+    let s = h.scrape().await;
     (
-        get("lb_limit_store_errors_total"),
-        get("lb_limit_store_fail_open_total"),
+        lb_e2e::metric(&s, "lb_limit_store_errors_total", &[]),
+        lb_e2e::metric(&s, "lb_limit_store_fail_open_total", &[]),
     )
 }
 

@@ -4,16 +4,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use lb_e2e::Harness;
+use lb_e2e::{Harness, entry};
 use lb_mock::{Fault, RetryAfter};
 use serde_json::{Value, json};
-
-/// One `model_list` entry.
-fn entry(group: &str, id: &str, url: &str, extra: &str) -> String {
-    format!(
-        "  - model_name: {group}\n    litellm_params:\n      model: openai/{id}-model\n      api_base: \"{url}\"\n      api_key: sk-{id}\n{extra}    model_info:\n      id: {id}\n"
-    )
-}
 
 fn secs(h: &Harness) -> f64 {
     h.clock.elapsed().as_secs_f64()
@@ -406,6 +399,29 @@ async fn when_everything_fails_the_client_gets_the_primary_status_and_every_atte
     );
     // Bounded: two groups of three attempts, with two backoffs each.
     assert!(secs(&h) < 5.0, "{}", secs(&h));
+    let m = h.scrape().await;
+    let a = [("requested_model", "a")];
+    assert_eq!(
+        lb_e2e::metric(&m, "litellm_deployment_failed_fallbacks_total", &a),
+        1.0
+    );
+    assert_eq!(
+        lb_e2e::metric(&m, "litellm_deployment_successful_fallbacks_total", &a),
+        0.0
+    );
+    assert_eq!(
+        lb_e2e::metric(&m, "lb_retries_total", &a),
+        5.0,
+        "6 attempts"
+    );
+    assert_eq!(
+        lb_e2e::metric(
+            &m,
+            "lb_requests_total",
+            &[("requested_model", "a"), ("outcome", "failure")]
+        ),
+        1.0
+    );
 }
 
 #[tokio::test]

@@ -3,14 +3,12 @@
 use std::time::Duration;
 
 use lb_e2e::Harness;
-use lb_mock::Fault;
-use serde_json::{Value, json};
 
 fn entry(id: &str, url: &str, extra: &str) -> String {
-    format!(
-        "  - model_name: g\n    litellm_params:\n      model: openai/{id}-model\n      api_base: \"{url}\"\n      api_key: sk-{id}\n{extra}    model_info:\n      id: {id}\n"
-    )
+    lb_e2e::entry("g", id, url, extra)
 }
+use lb_mock::Fault;
+use serde_json::{Value, json};
 
 async fn served_by(h: &Harness, body: &Value) -> String {
     let resp = h.post("/v1/chat/completions", body).await;

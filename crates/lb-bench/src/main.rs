@@ -139,33 +139,16 @@ async fn demo(requests: u64, concurrency: usize) -> Result<(), String> {
     println!("  healthy: 5 ms   slow: 60-100 ms   flaky: 5 ms, 25% of calls answer 503");
     println!("  {requests} requests (1 in 5 streamed), {concurrency} in flight, num_retries 2\n");
     let url = format!("{}/v1/chat/completions", gw.url());
-    let shots = Arc::new(vec![
-        Shot {
-            url: url.clone(),
-            body: chat_body(false),
-            stream: false,
-        },
-        Shot {
-            url: url.clone(),
-            body: chat_body(false),
-            stream: false,
-        },
-        Shot {
-            url: url.clone(),
-            body: chat_body(false),
-            stream: false,
-        },
-        Shot {
-            url: url.clone(),
-            body: chat_body(false),
-            stream: false,
-        },
-        Shot {
-            url,
-            body: chat_body(true),
-            stream: true,
-        },
-    ]);
+    // 1 in 5 streamed.
+    let shots = Arc::new(
+        (0..5)
+            .map(|k| Shot {
+                url: url.clone(),
+                body: chat_body(k == 4),
+                stream: k == 4,
+            })
+            .collect::<Vec<_>>(),
+    );
     let bar = ProgressBar::new(requests);
     bar.set_style(
         ProgressStyle::with_template("  [{bar:40}] {pos}/{len} requests  {per_sec}  eta {eta}")

@@ -185,6 +185,15 @@ fn started() -> Instant {
     Instant::now()
 }
 
+/// The request body as JSON, or the error response (413 for an oversized
+/// body, 400 for bad JSON).
+fn parse_body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, Box<Response>> {
+    let body = body.map_err(|r| Box::new(body_rejection(&r)))?;
+    serde_json::from_slice(&body).map_err(|e| Box::new(bad_json(&e)))
+}
+
 /// `POST /v1/chat/completions`.
 pub(crate) async fn chat_completions(
     State(state): State<AppState>,
@@ -192,13 +201,9 @@ pub(crate) async fn chat_completions(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let start = started();
-    let body = match body {
-        Ok(b) => b,
-        Err(r) => return body_rejection(&r),
-    };
-    let req: ChatCompletionRequest = match serde_json::from_slice(&body) {
+    let req: ChatCompletionRequest = match parse_body(body) {
         Ok(r) => r,
-        Err(e) => return bad_json(&e),
+        Err(resp) => return *resp,
     };
     let id = request_id(&headers);
     let model = req.model.clone();
@@ -241,13 +246,9 @@ pub(crate) async fn embeddings(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let start = started();
-    let body = match body {
-        Ok(b) => b,
-        Err(r) => return body_rejection(&r),
-    };
-    let req: EmbeddingRequest = match serde_json::from_slice(&body) {
+    let req: EmbeddingRequest = match parse_body(body) {
         Ok(r) => r,
-        Err(e) => return bad_json(&e),
+        Err(resp) => return *resp,
     };
     let id = request_id(&headers);
     let model = req.model.clone();

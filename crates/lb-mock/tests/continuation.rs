@@ -9,16 +9,13 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use lb_mock::{
-    Behavior, Fault, MockDeployment, MockServer, canonical_text, estimate_prompt_tokens,
-};
+use lb_mock::{Behavior, Fault, MockServer, canonical_text, estimate_prompt_tokens};
 use serde_json::{Value, json};
 
-const MALFORMED: &str = r#"{"id": broken"#;
+mod common;
+use common::{client, post, post_json, sse_events};
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
+const MALFORMED: &str = r#"{"id": broken"#;
 
 fn user() -> Value {
     json!({"role": "user", "content": "tell me a story"})
@@ -38,34 +35,6 @@ fn prefill_body(prefill: Value, stream: bool) -> Value {
     let mut body = chat_body(stream);
     body["messages"] = json!([user(), {"role": "assistant", "content": prefill}]);
     body
-}
-
-async fn post(d: &MockDeployment, body: &Value) -> reqwest::Response {
-    client()
-        .post(format!("{}/chat/completions", d.base_url()))
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn post_json(d: &MockDeployment, body: &Value) -> (u16, Value) {
-    let r = post(d, body).await;
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap())
-}
-
-/// The `data:` payloads of a complete SSE body.
-fn sse_events(text: &str) -> Vec<String> {
-    assert!(text.ends_with("\n\n"), "{text:?}");
-    text.split("\n\n")
-        .filter(|e| !e.is_empty())
-        .map(|e| {
-            e.strip_prefix("data: ")
-                .unwrap_or_else(|| panic!("bad event {e:?}"))
-                .to_owned()
-        })
-        .collect()
 }
 
 /// The non-empty `delta.content` of the JSON events, in order.

@@ -8,12 +8,11 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::StreamExt;
-use lb_mock::{Behavior, Fault, MockDeployment, MockServer, RetryAfter, canonical_text};
+use lb_mock::{Behavior, Fault, MockServer, RetryAfter, canonical_text};
 use serde_json::{Value, json};
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
+mod common;
+use common::{client, post, post_json, sse_events};
 
 fn chat_body() -> Value {
     json!({
@@ -27,34 +26,6 @@ fn chat_body() -> Value {
 
 /// (3 + 3) + (4 + 3) for `chat_body`.
 const CHAT_PROMPT_TOKENS: u64 = 13;
-
-async fn post(d: &MockDeployment, body: &Value) -> reqwest::Response {
-    client()
-        .post(format!("{}/chat/completions", d.base_url()))
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn post_json(d: &MockDeployment, body: &Value) -> (u16, Value) {
-    let r = post(d, body).await;
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap())
-}
-
-/// The `data:` payloads of an SSE body.
-fn sse_events(text: &str) -> Vec<String> {
-    assert!(text.ends_with("\n\n"), "{text:?}");
-    text.split("\n\n")
-        .filter(|e| !e.is_empty())
-        .map(|e| {
-            e.strip_prefix("data: ")
-                .unwrap_or_else(|| panic!("bad event {e:?}"))
-                .to_owned()
-        })
-        .collect()
-}
 
 async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -547,26 +547,22 @@ impl Router {
                     inner.health.record_success(i, inner.clock.now());
                     drop(trial);
                     // Settle what is known now; a stream settles when it ends.
-                    let (cost, held) = match &out {
-                        Output::Chat(resp) => {
-                            let cost = resp.usage.as_ref().and_then(|u| self.cost_of(i, u));
-                            if let Some(u) = &resp.usage {
+                    let usage = match &out {
+                        Output::Chat(resp) => Some(resp.usage.as_ref()),
+                        Output::Embed(resp) => Some(resp.usage.as_ref()),
+                        Output::Stream(_) => None,
+                    };
+                    let (cost, held) = match usage {
+                        Some(usage) => {
+                            let cost = usage.and_then(|u| self.cost_of(i, u));
+                            if let Some(u) = usage {
                                 inner.metrics.usage(i, u, cost);
                             }
-                            held.settle_maybe_later(resp.usage.as_ref(), cost, inner.limits.remote)
+                            held.settle_maybe_later(usage, cost, inner.limits.remote)
                                 .await;
                             (cost, None)
                         }
-                        Output::Embed(resp) => {
-                            let cost = resp.usage.as_ref().and_then(|u| self.cost_of(i, u));
-                            if let Some(u) = &resp.usage {
-                                inner.metrics.usage(i, u, cost);
-                            }
-                            held.settle_maybe_later(resp.usage.as_ref(), cost, inner.limits.remote)
-                                .await;
-                            (cost, None)
-                        }
-                        Output::Stream(_) => (None, Some(held)),
+                        None => (None, Some(held)),
                     };
                     if let (Output::Chat(resp), true) =
                         (&out, s.content_policy_fallbacks.contains_key(&**group))

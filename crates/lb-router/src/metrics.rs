@@ -145,6 +145,13 @@ pub(crate) struct RouterMetrics {
     pub(crate) not_continued: Count,
 }
 
+/// `base` plus one label.
+fn with(base: &[Label], key: &'static str, value: &'static str) -> Vec<Label> {
+    let mut labels = base.to_vec();
+    labels.push(Label::new(key, value));
+    labels
+}
+
 fn meta() -> Metadata<'static> {
     Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()))
 }
@@ -188,11 +195,6 @@ impl RouterMetrics {
         let deployments = deployments
             .map(|(d, api_base)| {
                 let base = Self::deployment_labels(d, api_base);
-                let with = |k: &'static str, v: &'static str| {
-                    let mut l = base.clone();
-                    l.push(Label::new(k, v));
-                    l
-                };
                 DeploymentMetrics {
                     requests: counter("litellm_deployment_total_requests_total", base.clone()),
                     successes: counter("litellm_deployment_success_responses_total", base.clone()),
@@ -201,14 +203,17 @@ impl RouterMetrics {
                         .map(|&c| {
                             counter(
                                 "litellm_deployment_failure_responses_total",
-                                with("exception_class", class_label(c)),
+                                with(&base, "exception_class", class_label(c)),
                             )
                         })
                         .collect(),
                     cooldowns: REASONS
                         .iter()
                         .map(|&r| {
-                            counter("litellm_deployment_cooled_down_total", with("reason", r))
+                            counter(
+                                "litellm_deployment_cooled_down_total",
+                                with(&base, "reason", r),
+                            )
                         })
                         .collect(),
                     state: gauge("litellm_deployment_state", base.clone()),
@@ -224,16 +229,11 @@ impl RouterMetrics {
         let groups = groups
             .map(|g| {
                 let l = vec![Label::new("requested_model", g.to_string())];
-                let with = |k: &'static str, v: &'static str| {
-                    let mut x = l.clone();
-                    x.push(Label::new(k, v));
-                    x
-                };
                 let gm = GroupMetrics {
                     total_latency: hist("litellm_request_total_latency_metric", l.clone()),
                     overhead: hist("litellm_overhead_latency_metric", l.clone()),
-                    ok: counter("lb_requests_total", with("outcome", "success")),
-                    failed: counter("lb_requests_total", with("outcome", "failure")),
+                    ok: counter("lb_requests_total", with(&l, "outcome", "success")),
+                    failed: counter("lb_requests_total", with(&l, "outcome", "failure")),
                     retries: counter("lb_retries_total", l.clone()),
                     fallback_ok: counter(
                         "litellm_deployment_successful_fallbacks_total",
@@ -244,13 +244,19 @@ impl RouterMetrics {
                 (g, gm)
             })
             .collect();
-        let with_outcome = |o: &'static str| vec![Label::new("outcome", o)];
+
         Self {
             enabled,
             store_errors: counter("lb_limit_store_errors_total", Vec::new()),
             fail_open: counter("lb_limit_store_fail_open_total", Vec::new()),
-            continued: counter("lb_stream_continuations_total", with_outcome("success")),
-            not_continued: counter("lb_stream_continuations_total", with_outcome("failure")),
+            continued: counter(
+                "lb_stream_continuations_total",
+                with(&[], "outcome", "success"),
+            ),
+            not_continued: counter(
+                "lb_stream_continuations_total",
+                with(&[], "outcome", "failure"),
+            ),
             recorder,
             handle,
             deployments,
@@ -324,17 +330,19 @@ impl RouterMetrics {
         }
     }
 
+    /// Whether anything is counted (`enable_metrics`).
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// Sets a gauge known only at scrape time (registered then, off the hot path).
     pub(crate) fn set_gauge(&self, name: &'static str, labels: Vec<Label>, value: f64) {
-        if !self.enabled {
-            return;
-        }
         self.recorder
             .register_gauge(&Key::from_parts(name, labels), &meta())
             .set(value);
     }
 
-    /// The labels of deployment `i`'s series, plus nothing.
+    /// The labels every series of deployment `d` carries.
     pub(crate) fn deployment_labels(d: &Deployment, api_base: &str) -> Vec<Label> {
         vec![
             Label::new("requested_model", d.model_group.to_string()),
