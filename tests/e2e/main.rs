@@ -14,3 +14,4 @@ mod redis;
 mod reliability;
 mod strategies;
 mod streaming;
+mod tracing;

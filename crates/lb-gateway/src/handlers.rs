@@ -194,6 +194,34 @@ fn parse_body<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&body).map_err(|e| Box::new(bad_json(&e)))
 }
 
+/// Runs a router call in the trace the client's W3C `traceparent` (and
+/// `tracestate`) names, so the request's span joins it; when traces are
+/// off, just runs it.
+async fn traced<F: std::future::Future>(
+    state: &AppState,
+    headers: &HeaderMap,
+    call: F,
+) -> F::Output {
+    use opentelemetry::propagation::{Extractor, TextMapPropagator};
+    use opentelemetry::trace::FutureExt;
+
+    struct Headers<'a>(&'a HeaderMap);
+    impl Extractor for Headers<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.get(key).and_then(|v| v.to_str().ok())
+        }
+        fn keys(&self) -> Vec<&str> {
+            self.0.keys().map(HeaderName::as_str).collect()
+        }
+    }
+    if !state.router.tracing_enabled() {
+        return call.await;
+    }
+    let parent =
+        opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&Headers(headers));
+    call.with_context(parent).await
+}
+
 /// `POST /v1/chat/completions`.
 pub(crate) async fn chat_completions(
     State(state): State<AppState>,
@@ -208,7 +236,7 @@ pub(crate) async fn chat_completions(
     let id = request_id(&headers);
     let model = req.model.clone();
     if req.is_stream() {
-        match state.router.completion_stream(req).await {
+        match traced(&state, &headers, state.router.completion_stream(req)).await {
             Ok(routed) => {
                 log_done(&id, &model, Ok(&routed.meta), start, true);
                 let mut resp = Response::new(Body::from_stream(crate::sse::encode(routed.stream)));
@@ -224,7 +252,7 @@ pub(crate) async fn chat_completions(
             }
         }
     } else {
-        match state.router.completion(req).await {
+        match traced(&state, &headers, state.router.completion(req)).await {
             Ok(routed) => {
                 log_done(&id, &model, Ok(&routed.meta), start, false);
                 let mut resp = Json(&routed.response).into_response();
@@ -252,7 +280,7 @@ pub(crate) async fn embeddings(
     };
     let id = request_id(&headers);
     let model = req.model.clone();
-    match state.router.embedding(req).await {
+    match traced(&state, &headers, state.router.embedding(req)).await {
         Ok(routed) => {
             log_done(&id, &model, Ok(&routed.meta), start, false);
             let mut resp = Json(&routed.response).into_response();

@@ -190,10 +190,12 @@
 mod behavior;
 mod control;
 mod handler;
+mod otlp;
 mod parse;
 mod server;
 mod text;
 
 pub use behavior::{Behavior, Fault, RetryAfter};
+pub use otlp::{CollectedSpan, OtlpCollector};
 pub use server::{MockDeployment, MockServer, RecordedRequest, Stats};
 pub use text::{WORDS, canonical_text, canonical_word, estimate_prompt_tokens};

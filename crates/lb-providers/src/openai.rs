@@ -201,6 +201,7 @@ impl OpenAiCompatible {
         if let Some((name, value)) = &self.auth {
             req = req.header(name.clone(), value.clone());
         }
+        req = with_trace_context(req);
         let resp = req.send().await.map_err(|e| self.transport_error(e))?;
         let status = resp.status().as_u16();
         if (200..300).contains(&status) {
@@ -464,6 +465,36 @@ impl Provider for OpenAiCompatible {
     fn malformed_events(&self) -> u64 {
         self.malformed.load(Ordering::Relaxed)
     }
+}
+
+/// Adds the W3C `traceparent` (and `tracestate`) of the current
+/// OpenTelemetry span, when there is one, so the upstream's spans join the
+/// caller's trace.
+fn with_trace_context(req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    use opentelemetry::propagation::{Injector, TextMapPropagator};
+    use opentelemetry::trace::TraceContextExt;
+
+    struct Headers(Vec<(&'static str, String)>);
+    impl Injector for Headers {
+        fn set(&mut self, key: &str, value: String) {
+            match key {
+                "traceparent" => self.0.push(("traceparent", value)),
+                "tracestate" if !value.is_empty() => self.0.push(("tracestate", value)),
+                _ => {}
+            }
+        }
+    }
+    let mut headers = Headers(Vec::new());
+    opentelemetry::Context::map_current(|cx| {
+        if cx.span().span_context().is_valid() {
+            opentelemetry_sdk::propagation::TraceContextPropagator::new()
+                .inject_context(cx, &mut headers);
+        }
+    });
+    headers
+        .0
+        .into_iter()
+        .fold(req, |req, (name, value)| req.header(name, value))
 }
 
 #[cfg(test)]

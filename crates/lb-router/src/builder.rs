@@ -281,8 +281,18 @@ impl RouterBuilder {
                 )
             })
             .collect();
+        let telemetry = match &self.settings.tracing {
+            Some(t) => Some(crate::telemetry::Telemetry::new(t).map_err(|message| {
+                ConfigError::Invalid {
+                    path: "router_settings.otel".to_owned(),
+                    message,
+                }
+            })?),
+            None => None,
+        };
         Ok(Router {
             inner: Arc::new(Inner {
+                telemetry,
                 metrics: crate::metrics::RouterMetrics::new(
                     self.settings.enable_metrics,
                     entries

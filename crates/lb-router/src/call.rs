@@ -14,15 +14,31 @@ use lb_health::{Availability, FailureAction, InFlight, Trial, after_failure};
 use lb_strategies::{CallContext, Candidate};
 use rand::Rng;
 
+use opentelemetry::KeyValue;
+use opentelemetry::trace::FutureExt as _;
+
 use crate::error::{AttemptFailure, RouterError};
 use crate::limits::{Admit, Held};
+use crate::metrics::class_label;
 use crate::router::{CallOptions, Op, Output, ResponseMeta, Router, Target};
+use crate::telemetry;
+
+/// What a successful call holds until its response (or stream) ends.
+pub(crate) struct Hold {
+    /// The deployment's in-flight count.
+    pub(crate) guard: InFlight,
+    /// The attempt's admission, for a stream to settle when it ends.
+    pub(crate) held: Option<Held>,
+    /// A stream's attempt span, ended when the stream ends.
+    pub(crate) span: Option<opentelemetry::Context>,
+}
 
 /// A group's successful attempt.
 struct GroupSuccess {
     out: Output,
     index: usize,
     guard: InFlight,
+    span: Option<opentelemetry::Context>,
     retries: u32,
     max_retries: u32,
     /// The attempt's admission, for a stream to settle when it ends.
@@ -165,7 +181,7 @@ impl Router {
         target: Target,
         opts: &CallOptions,
         op: Op<'_>,
-    ) -> Result<(Output, ResponseMeta, (InFlight, Option<Held>)), RouterError> {
+    ) -> Result<(Output, ResponseMeta, Hold), RouterError> {
         let inner = &*self.inner;
         let start = inner.clock.now();
         if !opts.continuation {
@@ -225,7 +241,15 @@ impl Router {
                         meta.latency,
                         upstream,
                     );
-                    return Ok((s.out, meta, (s.guard, s.held)));
+                    return Ok((
+                        s.out,
+                        meta,
+                        Hold {
+                            guard: s.guard,
+                            held: s.held,
+                            span: s.span,
+                        },
+                    ));
                 }
                 Err(f) => {
                     limits.extend(f.limits);
@@ -239,6 +263,20 @@ impl Router {
                     let next = self.fallbacks_for(&group, f.class, opts);
                     if !next.is_empty() {
                         tracing::debug!(group = %group, fallbacks = ?next, "falling back");
+                        if let Some(cx) = &opts.trace {
+                            telemetry::event(
+                                cx,
+                                "lb.fallback",
+                                vec![
+                                    KeyValue::new("lb.fallback.from", group.to_string()),
+                                    KeyValue::new("lb.fallback.to", next.join(",")),
+                                    KeyValue::new(
+                                        "error.type",
+                                        f.class.map_or("no_capacity", class_label),
+                                    ),
+                                ],
+                            );
+                        }
                     }
                     for name in next.iter().rev() {
                         match self.resolve(name) {
@@ -381,7 +419,8 @@ impl Router {
                 Availability::Available | Availability::Trial => usable.push(i),
                 Availability::CoolingDown { .. } if direct.is_some() => usable.push(i),
                 Availability::CoolingDown { until, .. } => {
-                    soonest = Some(soonest.map_or(until, |u| u.min(until)))
+                    soonest = Some(soonest.map_or(until, |u| u.min(until)));
+                    self.trace_skip(opts, i, "cooling_down");
                 }
             }
         }
@@ -504,6 +543,7 @@ impl Router {
                     },
                     Availability::CoolingDown { until, .. } => {
                         soonest = Some(soonest.map_or(until, |u| u.min(until)));
+                        self.trace_skip(opts, i, "cooling_down");
                         if wait.is_some() {
                             // It cooled down after its failure: no more same-deployment retries.
                             break Stop::NoCandidateLeft;
@@ -520,6 +560,7 @@ impl Router {
                     retry_after,
                 } => {
                     tracing::debug!(group = %group, limit = %reason, "deployment skipped: over a limit");
+                    self.trace_skip(opts, i, &reason);
                     let at = inner.clock.now() + retry_after.unwrap_or(Duration::from_secs(1));
                     limit_soonest = Some(limit_soonest.map_or(at, |u| u.min(at)));
                     limits.push(reason);
@@ -539,8 +580,12 @@ impl Router {
                 break Stop::BudgetSpent;
             }
             group_attempts += 1;
+            let span = self.attempt_span(opts, op, i, attempts.len() + 1, trial.is_some());
             let attempt_started = inner.clock.now();
-            let result = self.attempt(i, opts, op).await;
+            let result = match &span {
+                Some(cx) => self.attempt(i, opts, op).with_context(cx.clone()).await,
+                None => self.attempt(i, opts, op).await,
+            };
             *upstream += inner.clock.now().saturating_duration_since(attempt_started);
             match result {
                 Ok((out, guard)) => {
@@ -563,6 +608,22 @@ impl Router {
                             (cost, None)
                         }
                         None => (None, Some(held)),
+                    };
+                    // A chat or embeddings attempt ends here; a stream's when it ends.
+                    let span = match (span, &out, &inner.telemetry) {
+                        (Some(cx), Output::Chat(resp), Some(t)) => {
+                            t.chat_response(&cx, resp);
+                            telemetry::cost(&cx, cost);
+                            telemetry::end(&cx);
+                            None
+                        }
+                        (Some(cx), Output::Embed(resp), Some(_)) => {
+                            telemetry::Telemetry::embedding_response(&cx, resp);
+                            telemetry::cost(&cx, cost);
+                            telemetry::end(&cx);
+                            None
+                        }
+                        (span, _, _) => span,
                     };
                     if let (Output::Chat(resp), true) =
                         (&out, s.content_policy_fallbacks.contains_key(&**group))
@@ -593,6 +654,7 @@ impl Router {
                         out,
                         index: i,
                         guard,
+                        span,
                         retries: group_attempts - 1,
                         max_retries,
                         held,
@@ -601,7 +663,10 @@ impl Router {
                 }
                 Err(error) => {
                     held.settle_failed().await;
-                    self.record_failure(i, &error, trial.is_some());
+                    let cooldown = self.record_failure(i, &error, trial.is_some());
+                    if let Some(cx) = &span {
+                        self.trace_failure(cx, i, &error, cooldown.as_ref());
+                    }
                     drop(trial);
                     let d = &inner.entries[i].deployment;
                     tracing::debug!(group = %group, deployment = %d.id, attempt = group_attempts, error = %error, "attempt failed");
@@ -765,6 +830,100 @@ impl Router {
             );
         }
         order
+    }
+
+    /// The span of attempt number `attempt` of the call, on deployment `i`,
+    /// when the call is traced.
+    fn attempt_span(
+        &self,
+        opts: &CallOptions,
+        op: Op<'_>,
+        i: usize,
+        attempt: usize,
+        trial: bool,
+    ) -> Option<opentelemetry::Context> {
+        let (t, parent) = (self.inner.telemetry.as_ref()?, opts.trace.as_ref()?);
+        let entry = &self.inner.entries[i];
+        let (operation, stream, max_tokens, temperature) = match op {
+            Op::Chat(r) => (
+                "chat",
+                false,
+                r.max_tokens,
+                r.extra
+                    .get("temperature")
+                    .and_then(serde_json::Value::as_f64),
+            ),
+            Op::Stream(r) => (
+                "chat",
+                true,
+                r.max_tokens,
+                r.extra
+                    .get("temperature")
+                    .and_then(serde_json::Value::as_f64),
+            ),
+            Op::Embed(_) => ("embeddings", false, None, None),
+        };
+        Some(t.attempt_span(
+            parent,
+            &telemetry::AttemptInfo {
+                operation,
+                deployment: &entry.deployment,
+                api_base: entry.provider.api_base(),
+                attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+                stream,
+                trial,
+                continuation: opts.continuation,
+                max_tokens,
+                temperature,
+            },
+        ))
+    }
+
+    /// Ends a failed attempt's span: the error, and the cooldown it caused.
+    pub(crate) fn trace_failure(
+        &self,
+        cx: &opentelemetry::Context,
+        i: usize,
+        error: &UpstreamError,
+        cooldown: Option<&lb_health::CooldownEvent>,
+    ) {
+        telemetry::failed(cx, class_label(error.class), error.status, &error.message);
+        if let Some(ev) = cooldown {
+            let secs = ev
+                .until
+                .saturating_duration_since(self.inner.clock.now())
+                .as_secs_f64();
+            telemetry::event(
+                cx,
+                "lb.cooldown",
+                vec![
+                    KeyValue::new(
+                        "lb.deployment.id",
+                        self.inner.entries[i].deployment.id.to_string(),
+                    ),
+                    KeyValue::new("lb.cooldown.reason", ev.reason.to_string()),
+                    KeyValue::new("lb.cooldown.seconds", secs),
+                ],
+            );
+        }
+        telemetry::end(cx);
+    }
+
+    /// Notes on the request span that deployment `i` was passed over.
+    fn trace_skip(&self, opts: &CallOptions, i: usize, reason: &str) {
+        if let Some(cx) = &opts.trace {
+            telemetry::event(
+                cx,
+                "lb.deployment_skipped",
+                vec![
+                    KeyValue::new(
+                        "lb.deployment.id",
+                        self.inner.entries[i].deployment.id.to_string(),
+                    ),
+                    KeyValue::new("lb.reason", reason.to_owned()),
+                ],
+            );
+        }
     }
 
     /// One attempt on deployment `i`, with its timeout and in-flight guard.

@@ -22,6 +22,7 @@ use serde_yaml::Value;
 use sha2::{Digest, Sha256};
 
 use crate::error::ConfigError;
+use crate::telemetry::{OtlpProtocol, TracingSettings};
 
 /// Timeout of a call when neither request, deployment nor router sets one.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -100,6 +101,9 @@ pub struct RouterSettings {
     pub max_stream_continuations: u32,
     /// Shared state in Redis (`redis_url`, or `redis_host` + `redis_port` [+ `redis_password`], or `REDIS_URL`).
     pub redis: Option<RedisSettings>,
+    /// OpenTelemetry trace export (`otel`, `litellm_settings.callbacks: ["otel"]`
+    /// or `OTEL_EXPORTER_OTLP_ENDPOINT`); `None` means off.
+    pub tracing: Option<TracingSettings>,
 }
 
 /// Where the shared state lives, and what to do when it cannot be reached.
@@ -157,6 +161,7 @@ impl Default for RouterSettings {
             stream_idle_timeout: DEFAULT_STREAM_IDLE_TIMEOUT,
             max_stream_continuations: 1,
             redis: None,
+            tracing: None,
         }
     }
 }
@@ -296,6 +301,41 @@ fn join(path: &str, key: &str) -> String {
     } else {
         format!("{path}.{key}")
     }
+}
+
+/// The traces URL for an OTLP endpoint: a base (`OTEL_EXPORTER_OTLP_ENDPOINT`)
+/// gets `/v1/traces` appended; a signal endpoint is used as it is.
+fn traces_url(url: &str, base: bool) -> Option<String> {
+    let url = url.trim();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return None;
+    }
+    if !base || url.trim_end_matches('/').ends_with("/v1/traces") {
+        return Some(url.to_owned());
+    }
+    Some(format!("{}/v1/traces", url.trim_end_matches('/')))
+}
+
+/// `%XX` escapes decoded (OTLP header values are percent-encoded).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if let (b'%', Some(Some(h)), Some(Some(l))) = (
+            bytes[i],
+            bytes.get(i + 1).map(|b| hex(*b)),
+            bytes.get(i + 2).map(|b| hex(*b)),
+        ) {
+            out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn invalid(path: &str, message: impl Into<String>) -> ConfigError {
@@ -525,6 +565,7 @@ impl Parser {
         let mut cfg = RouterConfig::default();
         let mut litellm_num_retries = None;
         let mut litellm_timeout = None;
+        let mut otel_callback = false;
         for (key, value) in mapping(root, "")? {
             match key {
                 "model_list" | "router_settings" | "general_settings" | "environment_variables" => {
@@ -535,6 +576,17 @@ impl Parser {
                         match k {
                             "num_retries" => litellm_num_retries = Some(self.small_int(v, &path)?),
                             "request_timeout" => litellm_timeout = Some(self.seconds(v, &path)?),
+                            "callbacks" | "success_callback" | "failure_callback" => {
+                                for name in self.string_list(v, &path)? {
+                                    if matches!(name.as_str(), "otel" | "opentelemetry") {
+                                        otel_callback = true;
+                                    } else {
+                                        cfg.warnings.push(format!(
+                                            "{path}: callback {name:?} is not implemented yet and is ignored"
+                                        ));
+                                    }
+                                }
+                            }
                             _ => cfg
                                 .warnings
                                 .push(format!("{path} is not implemented yet and is ignored")),
@@ -578,6 +630,10 @@ impl Parser {
         if let Some(rs) = root.get("router_settings") {
             self.router_settings(rs, &mut cfg)?;
         }
+        cfg.settings.tracing = self.tracing_settings(
+            root.get("router_settings").and_then(|rs| rs.get("otel")),
+            otel_callback,
+        )?;
         if let Some(gs) = root.get("general_settings") {
             for (k, v) in mapping(gs, "general_settings")? {
                 let path = join("general_settings", k);
@@ -670,7 +726,7 @@ impl Parser {
                     cfg.settings.max_stream_continuations = self.small_int(v, &path)?
                 }
                 "redis_url" | "redis_host" | "redis_port" | "redis_password"
-                | "redis_key_prefix" | "redis_fail_mode" => {}
+                | "redis_key_prefix" | "redis_fail_mode" | "otel" => {}
                 "num_retries" => cfg.settings.num_retries = self.small_int(v, &path)?,
                 "timeout" => {
                     if let Some(t) = self.optional_seconds(v, &path)? {
@@ -907,6 +963,143 @@ impl Parser {
             fail_closed,
         });
         Ok(())
+    }
+
+    /// Trace export: `router_settings.otel` first, then the standard
+    /// `OTEL_*` variables (and LiteLLM's `OTEL_ENDPOINT`, `OTEL_HEADERS`).
+    /// On when `otel` names an endpoint or sets `enabled: true`, when a
+    /// LiteLLM callback says `otel`, or when an OTLP endpoint variable is set.
+    fn tracing_settings(
+        &self,
+        otel: Option<&Value>,
+        callback: bool,
+    ) -> Result<Option<TracingSettings>, ConfigError> {
+        let env = |name: &str| self.env(name).filter(|v| !v.trim().is_empty());
+        let mut s = TracingSettings::default();
+        let mut enabled: Option<bool> = None;
+        let mut endpoint: Option<String> = None;
+        let mut protocol: Option<(String, String)> = None;
+        let mut headers: Option<String> = None;
+        let mut service_name: Option<String> = None;
+        let mut capture: Option<bool> = None;
+        if let Some(otel) = otel {
+            for (k, v) in mapping(otel, "router_settings.otel")? {
+                let path = join("router_settings.otel", k);
+                match k {
+                    "enabled" => enabled = Some(self.boolean(v, &path)?),
+                    "endpoint" => {
+                        let url = self.string(v, &path)?;
+                        endpoint = Some(traces_url(&url, true).ok_or_else(|| {
+                            invalid(
+                                &path,
+                                format!("expected an http:// or https:// URL, got {url:?}"),
+                            )
+                        })?);
+                    }
+                    "protocol" => protocol = Some((path.clone(), self.string(v, &path)?)),
+                    "headers" => match v {
+                        Value::Mapping(_) => {
+                            for (hk, hv) in mapping(v, &path)? {
+                                let value = self.string(hv, &join(&path, hk))?;
+                                s.headers.push((hk.to_owned(), Secret::new(value)));
+                            }
+                        }
+                        _ => headers = Some(self.string(v, &path)?),
+                    },
+                    "service_name" => service_name = Some(self.string(v, &path)?),
+                    "capture_message_content" => capture = Some(self.boolean(v, &path)?),
+                    "export_timeout" => s.export_timeout = self.seconds(v, &path)?,
+                    _ => {
+                        return Err(invalid(
+                            &path,
+                            "unknown key; expected enabled, endpoint, protocol, headers, service_name, capture_message_content or export_timeout",
+                        ));
+                    }
+                }
+            }
+        }
+        let env_off = env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            || env("OTEL_TRACES_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none"));
+        if endpoint.is_none() {
+            let from_env = [
+                ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", false),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", true),
+                ("OTEL_ENDPOINT", true),
+            ]
+            .into_iter()
+            .find_map(|(name, base)| env(name).map(|url| (name, url, base)));
+            if let Some((name, url, base)) = from_env {
+                endpoint = Some(traces_url(&url, base).ok_or_else(|| {
+                    invalid(
+                        name,
+                        format!("expected an http:// or https:// URL, got {url:?}"),
+                    )
+                })?);
+            }
+        }
+        let on = match enabled {
+            Some(on) => on,
+            None => !env_off && (endpoint.is_some() || callback),
+        };
+        if !on {
+            return Ok(None);
+        }
+        if let Some(e) = endpoint {
+            s.endpoint = e;
+        }
+        let protocol = protocol.or_else(|| {
+            [
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+            ]
+            .into_iter()
+            .find_map(|n| env(n).map(|v| (n.to_owned(), v)))
+        });
+        if let Some((path, p)) = protocol {
+            s.protocol = match p.trim() {
+                "http/protobuf" => OtlpProtocol::HttpProtobuf,
+                "http/json" => OtlpProtocol::HttpJson,
+                other => {
+                    return Err(invalid(
+                        &path,
+                        format!(
+                            "expected http/protobuf or http/json (grpc is not supported), got {other:?}"
+                        ),
+                    ));
+                }
+            };
+        }
+        let headers = headers.or_else(|| {
+            [
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "OTEL_HEADERS",
+            ]
+            .into_iter()
+            .find_map(env)
+        });
+        if let Some(list) = headers {
+            // `key=value,key2=value2`, values percent-decoded as the spec says.
+            for pair in list.split(',').filter(|p| !p.trim().is_empty()) {
+                let Some((k, v)) = pair.split_once('=') else {
+                    return Err(invalid(
+                        "router_settings.otel.headers",
+                        "expected key=value pairs separated by commas",
+                    ));
+                };
+                s.headers
+                    .push((k.trim().to_owned(), Secret::new(percent_decode(v.trim()))));
+            }
+        }
+        if let Some(name) = service_name.or_else(|| env("OTEL_SERVICE_NAME")) {
+            s.service_name = name;
+        }
+        s.capture_message_content = match capture {
+            Some(c) => c,
+            None => env("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        };
+        Ok(Some(s))
     }
 
     /// LiteLLM's fallback lists: `[{group: [fallback, ...]}, ...]`, one key per entry.
@@ -1594,6 +1787,96 @@ model_list:
         assert_eq!(
             err("router_settings:\n  redis_url: http://x\n"),
             "router_settings.redis_url: expected a redis:// or rediss:// URL"
+        );
+    }
+
+    #[test]
+    fn otel_settings_from_config_and_standard_variables() {
+        // Off unless configured.
+        assert!(
+            RouterConfig::from_yaml("model_list: []\n")
+                .unwrap()
+                .settings
+                .tracing
+                .is_none()
+        );
+        // Our key: a base endpoint gets /v1/traces; headers are secrets.
+        let cfg = RouterConfig::from_yaml(
+            "router_settings:\n  otel:\n    endpoint: http://collector:4318/\n    protocol: http/json\n    headers: {x-api-key: otel-secret}\n",
+        )
+        .unwrap();
+        let t = cfg.settings.tracing.clone().unwrap();
+        assert_eq!(t.endpoint, "http://collector:4318/v1/traces");
+        assert_eq!(t.protocol, OtlpProtocol::HttpJson);
+        assert_eq!(t.service_name, "lb-router");
+        assert!(!t.capture_message_content);
+        assert_eq!(t.headers[0].1.expose(), "otel-secret");
+        assert!(!format!("{cfg:?}").contains("otel-secret"));
+        // LiteLLM's switch, with the standard variables (here from environment_variables).
+        let cfg = RouterConfig::from_yaml(
+            "litellm_settings:\n  callbacks: [\"otel\"]\nenvironment_variables:\n  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: https://otel.example/custom/path\n  OTEL_EXPORTER_OTLP_HEADERS: \"a=1,b=x%20y\"\n  OTEL_SERVICE_NAME: gw\n  OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: \"true\"\n",
+        )
+        .unwrap();
+        let t = cfg.settings.tracing.unwrap();
+        assert_eq!(
+            t.endpoint, "https://otel.example/custom/path",
+            "a signal endpoint is used as is"
+        );
+        let headers: Vec<(&str, &str)> = t
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.expose()))
+            .collect();
+        assert_eq!(headers, [("a", "1"), ("b", "x y")]);
+        assert_eq!(t.service_name, "gw");
+        assert!(t.capture_message_content);
+        // The callback alone: the default collector address.
+        let t = RouterConfig::from_yaml("litellm_settings:\n  callbacks: otel\n")
+            .unwrap()
+            .settings
+            .tracing
+            .unwrap();
+        assert_eq!(t.endpoint, crate::DEFAULT_OTLP_TRACES_ENDPOINT);
+        // The standard kill switches win over an endpoint variable, not over `enabled: true`.
+        let off = "environment_variables:\n  OTEL_EXPORTER_OTLP_ENDPOINT: http://c:4318\n  OTEL_SDK_DISABLED: \"true\"\n";
+        assert!(
+            RouterConfig::from_yaml(off)
+                .unwrap()
+                .settings
+                .tracing
+                .is_none()
+        );
+        let forced = format!("{off}router_settings:\n  otel: {{enabled: true}}\n");
+        assert_eq!(
+            RouterConfig::from_yaml(&forced)
+                .unwrap()
+                .settings
+                .tracing
+                .unwrap()
+                .endpoint,
+            "http://c:4318/v1/traces"
+        );
+        assert!(
+            RouterConfig::from_yaml(
+                "router_settings:\n  otel: {endpoint: http://c:4318, enabled: false}\n"
+            )
+            .unwrap()
+            .settings
+            .tracing
+            .is_none()
+        );
+        // Bad values name the key.
+        assert_eq!(
+            err("router_settings:\n  otel: {endpoint: http://c, protocol: grpc}\n"),
+            "router_settings.otel.protocol: expected http/protobuf or http/json (grpc is not supported), got \"grpc\""
+        );
+        assert_eq!(
+            err("router_settings:\n  otel: {endpoint: \"collector:4317\"}\n"),
+            "router_settings.otel.endpoint: expected an http:// or https:// URL, got \"collector:4317\""
+        );
+        assert!(
+            err("router_settings:\n  otel: {endpont: http://c}\n")
+                .starts_with("router_settings.otel.endpont: unknown key")
         );
     }
 

@@ -42,6 +42,7 @@ mod limits;
 mod metrics;
 mod router;
 mod stream;
+mod telemetry;
 
 pub use builder::RouterBuilder;
 pub use config::{AliasTarget, GeneralSettings, RedisSettings, RouterConfig, RouterSettings};
@@ -50,6 +51,9 @@ pub use health::DeploymentHealth;
 pub use metrics::{DeploymentCounters, GroupCounters, MetricsSnapshot};
 pub use router::{ResponseMeta, Routed, RoutedStream, Router};
 pub use stream::CONTINUATION_FIELD;
+pub use telemetry::{
+    DEFAULT_OTLP_TRACES_ENDPOINT, DEFAULT_SERVICE_NAME, OtlpProtocol, TracingSettings,
+};
 
 pub use lb_core::{
     ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, Clock,

@@ -43,7 +43,7 @@ const BUCKETS: [f64; 16] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
-fn class_label(c: ErrorClass) -> &'static str {
+pub(crate) fn class_label(c: ErrorClass) -> &'static str {
     match c {
         ErrorClass::RateLimited => "RateLimitError",
         ErrorClass::Timeout => "Timeout",

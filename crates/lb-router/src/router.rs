@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::config::{AliasTarget, RouterSettings};
 use crate::error::RouterError;
+use crate::telemetry;
 use lb_budget::RateLimitStatus;
 
 /// What happened to a call that succeeded.
@@ -148,6 +149,8 @@ impl LatencyStats {
 pub(crate) struct Inner {
     /// Prometheus handles (per router).
     pub(crate) metrics: crate::metrics::RouterMetrics,
+    /// OpenTelemetry tracer and exporter, when traces are on.
+    pub(crate) telemetry: Option<crate::telemetry::Telemetry>,
     /// Cooldowns shared with other instances (Redis), when configured.
     pub(crate) bus: Option<Arc<dyn lb_core::CooldownBus>>,
     pub(crate) strategy_needs: StrategyNeeds,
@@ -231,6 +234,8 @@ pub(crate) struct CallOptions {
     pub(crate) require_prefill: bool,
     /// This call continues a broken stream (it is not a new client call).
     pub(crate) continuation: bool,
+    /// The client request's span, when traces are exported.
+    pub(crate) trace: Option<opentelemetry::Context>,
 }
 
 /// The most retries a request may ask for with `num_retries`.
@@ -351,15 +356,37 @@ impl Router {
     /// (use [`Router::completion_stream`]).
     pub async fn completion(
         &self,
-        mut req: ChatCompletionRequest,
+        req: ChatCompletionRequest,
     ) -> Result<Routed<ChatCompletionResponse>, RouterError> {
-        let opts = CallOptions::take(&mut req.extra)?;
+        let Some(t) = &self.inner.telemetry else {
+            return self.completion_traced(req, None).await;
+        };
+        let cx = t.request_span("chat", &req.model, false, Some(&req.messages));
+        let result = self.completion_traced(req, Some(cx.clone())).await;
+        match &result {
+            Ok(r) => {
+                t.chat_response(&cx, &r.response);
+                telemetry::served(&cx, &r.meta);
+            }
+            Err(e) => telemetry::router_failed(&cx, e),
+        }
+        telemetry::end(&cx);
+        result
+    }
+
+    async fn completion_traced(
+        &self,
+        mut req: ChatCompletionRequest,
+        trace: Option<opentelemetry::Context>,
+    ) -> Result<Routed<ChatCompletionResponse>, RouterError> {
+        let mut opts = CallOptions::take(&mut req.extra)?;
+        opts.trace = trace;
         if req.stream == Some(true) {
             req.stream = None;
             req.stream_options = None;
         }
         let target = self.resolve(&req.model)?;
-        let (out, mut meta, _guard) = self.call(target, &opts, Op::Chat(&req)).await?;
+        let (out, mut meta, _hold) = self.call(target, &opts, Op::Chat(&req)).await?;
         meta.rate_limits = self.group_rate_limits(&meta.model_group).await;
         match out {
             Output::Chat(response) => Ok(Routed { response, meta }),
@@ -374,9 +401,31 @@ impl Router {
     /// item describing the original failure.
     pub async fn completion_stream(
         &self,
-        mut req: ChatCompletionRequest,
+        req: ChatCompletionRequest,
     ) -> Result<RoutedStream, RouterError> {
-        let opts = CallOptions::take(&mut req.extra)?;
+        let Some(t) = &self.inner.telemetry else {
+            return self.completion_stream_traced(req, None).await;
+        };
+        let cx = t.request_span("chat", &req.model, true, Some(&req.messages));
+        let result = self.completion_stream_traced(req, Some(cx.clone())).await;
+        match &result {
+            // The stream ends the span when it ends.
+            Ok(s) => telemetry::served(&cx, &s.meta),
+            Err(e) => {
+                telemetry::router_failed(&cx, e);
+                telemetry::end(&cx);
+            }
+        }
+        result
+    }
+
+    async fn completion_stream_traced(
+        &self,
+        mut req: ChatCompletionRequest,
+        trace: Option<opentelemetry::Context>,
+    ) -> Result<RoutedStream, RouterError> {
+        let mut opts = CallOptions::take(&mut req.extra)?;
+        opts.trace = trace;
         req.stream = Some(true);
         let inner = &*self.inner;
         let start = inner.clock.now();
@@ -394,7 +443,7 @@ impl Router {
             req.stream_options = Some(options);
         }
         let target = self.resolve(&req.model)?;
-        let (out, mut meta, (guard, held)) = self.call(target, &opts, Op::Stream(&req)).await?;
+        let (out, mut meta, hold) = self.call(target, &opts, Op::Stream(&req)).await?;
         meta.rate_limits = self.group_rate_limits(&meta.model_group).await;
         let Output::Stream(stream) = out else {
             return Err(internal_mismatch());
@@ -404,8 +453,10 @@ impl Router {
         let state = crate::stream::StreamState {
             router: self.clone(),
             inner: stream,
-            _guard: guard,
-            held,
+            _guard: hold.guard,
+            held: hold.held,
+            attempt_span: hold.span,
+            finish_reason: None,
             index: meta.index,
             inject,
             usage: None,
@@ -435,15 +486,51 @@ impl Router {
     /// An embeddings call, routed.
     pub async fn embedding(
         &self,
-        mut req: EmbeddingRequest,
+        req: EmbeddingRequest,
     ) -> Result<Routed<EmbeddingResponse>, RouterError> {
-        let opts = CallOptions::take(&mut req.extra)?;
+        let Some(t) = &self.inner.telemetry else {
+            return self.embedding_traced(req, None).await;
+        };
+        let cx = t.request_span("embeddings", &req.model, false, None);
+        let result = self.embedding_traced(req, Some(cx.clone())).await;
+        match &result {
+            Ok(r) => {
+                telemetry::Telemetry::embedding_response(&cx, &r.response);
+                telemetry::served(&cx, &r.meta);
+            }
+            Err(e) => telemetry::router_failed(&cx, e),
+        }
+        telemetry::end(&cx);
+        result
+    }
+
+    async fn embedding_traced(
+        &self,
+        mut req: EmbeddingRequest,
+        trace: Option<opentelemetry::Context>,
+    ) -> Result<Routed<EmbeddingResponse>, RouterError> {
+        let mut opts = CallOptions::take(&mut req.extra)?;
+        opts.trace = trace;
         let target = self.resolve(&req.model)?;
-        let (out, mut meta, _guard) = self.call(target, &opts, Op::Embed(&req)).await?;
+        let (out, mut meta, _hold) = self.call(target, &opts, Op::Embed(&req)).await?;
         meta.rate_limits = self.group_rate_limits(&meta.model_group).await;
         match out {
             Output::Embed(response) => Ok(Routed { response, meta }),
             Output::Chat(_) | Output::Stream(_) => Err(internal_mismatch()),
+        }
+    }
+
+    /// Whether traces are exported (`router_settings.otel`, an `otel`
+    /// callback, or `OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub fn tracing_enabled(&self) -> bool {
+        self.inner.telemetry.is_some()
+    }
+
+    /// Exports every finished span now (the batch exporter otherwise sends
+    /// them every few seconds); returns at once when traces are off.
+    pub async fn flush_traces(&self) {
+        if let Some(t) = &self.inner.telemetry {
+            t.flush().await;
         }
     }
 

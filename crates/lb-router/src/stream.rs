@@ -20,8 +20,12 @@ use lb_core::{
 use lb_health::InFlight;
 use serde_json::json;
 
+use opentelemetry::KeyValue;
+
 use crate::limits::Held;
+use crate::metrics::class_label;
 use crate::router::{CallOptions, Op, Output, Router, Target};
+use crate::telemetry;
 
 /// The name of the field the final chunk of a continued stream carries.
 pub const CONTINUATION_FIELD: &str = "x_lb_continuation";
@@ -32,6 +36,10 @@ pub(crate) struct StreamState {
     pub(crate) inner: ChunkStream,
     pub(crate) _guard: InFlight,
     pub(crate) held: Option<Held>,
+    /// The current upstream attempt's span (traces on).
+    pub(crate) attempt_span: Option<opentelemetry::Context>,
+    /// The last `finish_reason` seen.
+    pub(crate) finish_reason: Option<String>,
     pub(crate) index: usize,
     /// The router asked the upstream for usage the client did not ask for.
     pub(crate) inject: bool,
@@ -100,10 +108,15 @@ impl StreamState {
                     tracing::debug!(error = %e, "stream broke after its finish_reason; ending it cleanly");
                     self.done = true;
                     self.settle().await;
+                    self.finish_trace(None);
                     return None;
                 }
                 Some(Err(e)) => {
-                    self.router.record_failure(self.index, &e, false);
+                    let cooldown = self.router.record_failure(self.index, &e, false);
+                    if let Some(cx) = self.attempt_span.take() {
+                        self.router
+                            .trace_failure(&cx, self.index, &e, cooldown.as_ref());
+                    }
                     let failed = self.router.inner.entries[self.index].deployment.id.clone();
                     tracing::warn!(deployment = %failed, error = %e, "stream failed after its first chunk");
                     self.settle().await;
@@ -118,6 +131,24 @@ impl StreamState {
                                     "stream continued by another deployment"
                                 );
                                 self.router.inner.metrics.continued.increment(1);
+                                if let Some(cx) = &self.opts.trace {
+                                    telemetry::event(
+                                        cx,
+                                        "lb.stream_continuation",
+                                        vec![
+                                            KeyValue::new(
+                                                "lb.failed_deployment",
+                                                failed.to_string(),
+                                            ),
+                                            KeyValue::new("lb.continued_by", by.to_string()),
+                                            KeyValue::new(
+                                                "lb.delivered_chars",
+                                                i64::try_from(self.delivered.len())
+                                                    .unwrap_or(i64::MAX),
+                                            ),
+                                        ],
+                                    );
+                                }
                                 self.continued.push((failed, by));
                                 continue;
                             }
@@ -128,11 +159,13 @@ impl StreamState {
                         }
                     }
                     self.done = true;
+                    self.finish_trace(Some(&original));
                     return Some((Err(original), self));
                 }
                 None => {
                     self.done = true;
                     self.settle().await;
+                    self.finish_trace(None);
                     return None;
                 }
             }
@@ -158,8 +191,11 @@ impl StreamState {
                     self.delivered_chunks += 1;
                 }
             }
-            if c.finish_reason.is_some() {
+            if let Some(r) = &c.finish_reason {
                 self.finished = true;
+                if self.opts.trace.is_some() {
+                    self.finish_reason = Some(r.clone());
+                }
             }
         }
         match &self.first_id {
@@ -222,6 +258,45 @@ impl StreamState {
             }
             held.settle(self.usage.as_ref(), cost).await;
         }
+        if let Some(cx) = self.attempt_span.take() {
+            if let Some(u) = &self.usage {
+                telemetry::usage(&cx, u);
+                telemetry::cost(&cx, self.router.cost_of(self.index, u));
+            }
+            telemetry::end(&cx);
+        }
+    }
+
+    /// Ends the request's span: what the client got, and how it ended.
+    fn finish_trace(&mut self, error: Option<&UpstreamError>) {
+        let (Some(cx), Some(t)) = (self.opts.trace.take(), &self.router.inner.telemetry) else {
+            return;
+        };
+        if let Some(u) = &self.usage {
+            // Combined usage: a continuation's prompt held the prefill.
+            let combined = Usage {
+                prompt_tokens: u.prompt_tokens.saturating_sub(self.prefill_tokens),
+                completion_tokens: u.completion_tokens.saturating_add(self.prefill_tokens),
+                total_tokens: u.total_tokens,
+                extra: Default::default(),
+            };
+            telemetry::usage(&cx, &combined);
+        }
+        t.stream_output(&cx, &self.delivered, self.finish_reason.as_deref());
+        {
+            let span = opentelemetry::trace::TraceContextExt::span(&cx);
+            span.set_attribute(KeyValue::new(
+                "lb.stream_continuations",
+                i64::try_from(self.continued.len()).unwrap_or(i64::MAX),
+            ));
+            if let Some((_, by)) = self.continued.last() {
+                span.set_attribute(KeyValue::new("lb.deployment.id", by.to_string()));
+            }
+        }
+        if let Some(e) = error {
+            telemetry::failed(&cx, class_label(e.class), e.status, &e.message);
+        }
+        telemetry::end(&cx);
     }
 
     /// Asks another deployment (of the group, else a fallback group) to
@@ -256,7 +331,7 @@ impl StreamState {
         if let Some(m) = req.max_completion_tokens.as_mut() {
             *m = m.saturating_sub(used).max(1);
         }
-        let (out, meta, (guard, held)) = self
+        let (out, meta, hold) = self
             .router
             .call(
                 Target::Group(Arc::clone(&self.group)),
@@ -271,8 +346,9 @@ impl StreamState {
         self.continuations_left -= 1;
         self.prefill_tokens = self.delivered_chunks;
         self.inner = stream;
-        self._guard = guard;
-        self.held = held;
+        self._guard = hold.guard;
+        self.held = hold.held;
+        self.attempt_span = hold.span;
         self.index = meta.index;
         self.usage = None;
         self.skip_role = true;
