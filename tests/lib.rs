@@ -198,30 +198,48 @@ pub struct RedisServer {
 
 impl RedisServer {
     /// Starts one (fails loudly when `redis-server` is not installed:
-    /// `cargo xtask ci` installs it).
+    /// `cargo xtask ci` installs it). The port is picked free, then given
+    /// to the child: if something else took it in between, the child cannot
+    /// listen and another port is tried.
     pub async fn start() -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        Self::start_on(port).await
+        for _ in 0..20 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            if let Some(server) = Self::try_start_on(port).await {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on any of 20 free ports");
     }
 
     /// Starts one on `port` (e.g. to restart it where it was).
-    #[allow(clippy::zombie_processes)] // owned by RedisServer: killed and waited for in Drop
     pub async fn start_on(port: u16) -> RedisServer {
+        Self::try_start_on(port)
+            .await
+            .unwrap_or_else(|| panic!("redis-server could not listen on port {port}"))
+    }
+
+    /// A `redis-server` child on `port`, once it answers there; `None` when
+    /// the port belongs to another process (the child exits, or another
+    /// server answers).
+    #[allow(clippy::zombie_processes)] // owned by RedisServer: killed and waited for in Drop
+    async fn try_start_on(port: u16) -> Option<RedisServer> {
         let child = std::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("redis-server must be installed (apt-get install redis-server; cargo xtask ci does it)");
+        let mut server = RedisServer { child, port };
         for _ in 0..500 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return RedisServer { child, port };
+            if let Ok(Some(_)) = server.child.try_wait() {
+                return None; // it could not listen: the port is taken
+            }
+            if let Some(pid) = redis_pid(port).await {
+                // Ours, or a server that held the port before ours could bind it.
+                return (pid == server.child.id()).then_some(server);
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -238,6 +256,36 @@ impl RedisServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `process_id` of the Redis server answering on `port`, if one does.
+async fn redis_pid(port: u16) -> Option<u32> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ask = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        stream.write_all(b"INFO server\r\n").await.ok()?;
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            reply.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&reply);
+            if let Some(rest) = text.split("process_id:").nth(1) {
+                if let Some((pid, _)) = rest.split_once("\r\n") {
+                    return pid.trim().parse().ok();
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(2), ask)
+        .await
+        .ok()
+        .flatten()
 }
 
 impl Drop for RedisServer {

@@ -12,11 +12,18 @@ const TOKENS: u32 = 60;
 
 /// Two deployments of one group; `first` is always ranked first.
 async fn pair(settings: &str) -> Harness {
+    pair_with(settings, "").await
+}
+
+/// [`pair`], with `first_params` (`, key: value` pairs) added to the
+/// `litellm_params` of `first` only.
+async fn pair_with(settings: &str, first_params: &str) -> Harness {
     let h = Harness::start_with(2, |u| {
         let mut yaml = String::from("model_list:\n");
         for (i, (id, w)) in [("first", 1000), ("second", 1)].into_iter().enumerate() {
+            let extra = if i == 0 { first_params } else { "" };
             yaml.push_str(&format!(
-                "  - model_name: g\n    litellm_params: {{model: openai_like/m, api_base: \"{}\", weight: {w}}}\n    model_info: {{id: {id}}}\n",
+                "  - model_name: g\n    litellm_params: {{model: openai_like/m, api_base: \"{}\", weight: {w}{extra}}}\n    model_info: {{id: {id}}}\n",
                 u[i]
             ));
         }
@@ -151,7 +158,9 @@ async fn a_stream_cut_after_40_of_60_tokens_is_finished_by_another_deployment() 
 
 #[tokio::test]
 async fn a_stall_is_detected_at_the_idle_timeout_and_completed_by_continuation() {
-    let h = pair("  stream_idle_timeout: 0.3\n").await;
+    // The short idle timeout is the stalling deployment's only: the
+    // continuation's stream is not raced against 300 ms of real time.
+    let h = pair_with("", ", stream_idle_timeout: 0.3").await;
     h.dep(0).fail_next(
         1,
         Fault::StallAfter {

@@ -1,14 +1,21 @@
 //! Upstream errors reach the client with their status, type and retry hint.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use lb_e2e::Harness;
+use lb_e2e::{Clock as _, Harness};
 use lb_mock::{Fault, RetryAfter};
 use serde_json::Value;
 
 async fn one_fault(fault: Fault) -> (u16, reqwest::header::HeaderMap, Value, u64) {
+    one_fault_with(|_| fault).await
+}
+
+/// [`one_fault`], with the fault made from the harness (e.g. from its clock).
+async fn one_fault_with(
+    fault: impl FnOnce(&Harness) -> Fault,
+) -> (u16, reqwest::header::HeaderMap, Value, u64) {
     let h = Harness::start(1, "").await;
-    h.dep(0).fail_next(1, fault);
+    h.dep(0).fail_next(1, fault(&h));
     // No retries: this is about how one upstream error reaches the client.
     let mut body = Harness::chat("gpt-4o");
     body["num_retries"] = 0.into();
@@ -47,7 +54,6 @@ async fn each_upstream_status_is_mapped_faithfully() {
 }
 
 #[tokio::test]
-#[allow(clippy::disallowed_methods)] // an HTTP date is wall-clock time, as the upstream and gateway see it
 async fn rate_limit_passes_retry_after_to_the_client() {
     let (status, headers, body, _) =
         one_fault(Fault::rate_limited(Some(RetryAfter::Seconds(7)))).await;
@@ -55,9 +61,13 @@ async fn rate_limit_passes_retry_after_to_the_client() {
     assert_eq!(headers["retry-after"], "7");
     assert_eq!(body["error"]["type"], "rate_limit_error");
 
-    let at = SystemTime::now() + Duration::from_secs(30);
-    let (status, headers, _, _) =
-        one_fault(Fault::rate_limited(Some(RetryAfter::HttpDate(at)))).await;
+    // The router reads an HTTP date against its own wall clock: the date is
+    // 30 s past that clock (the real time has moved on since it started).
+    let (status, headers, _, _) = one_fault_with(|h| {
+        let at = h.clock.wall() + Duration::from_secs(30);
+        Fault::rate_limited(Some(RetryAfter::HttpDate(at)))
+    })
+    .await;
     assert_eq!(status, 429);
     let secs: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((28..=31).contains(&secs), "{secs}");
@@ -111,11 +121,11 @@ async fn silent_upstream_times_out_with_408() {
 
 #[tokio::test]
 async fn connection_refused_is_a_502() {
-    // A port nothing listens on: bind, note it, close.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // A port nothing listens on: bound without listening, so no other test
+    // can take it meanwhile.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
     let h = Harness::start_with(0, |_| {
         format!(
             "model_list:\n  - model_name: gpt-4o\n    litellm_params: {{model: openai/x, api_base: \"http://127.0.0.1:{port}/v1\", api_key: sk-secret-abc}}\n    model_info: {{id: dead}}\n"

@@ -114,10 +114,28 @@ async fn a_full_deployment_is_skipped_and_a_burst_beyond_every_cap_gets_429_at_o
         )
     })
     .await;
-    h.dep(0)
-        .update_behavior(|b| b.latency = Duration::from_millis(300));
+    // Two streams take both slots and keep them: each stalls after its
+    // first token for longer than the test lasts (slow calls would only hold
+    // them for a window of real time the burst could overrun).
+    h.dep(0).fail_next(
+        2,
+        lb_mock::Fault::StallAfter {
+            tokens: 1,
+            stall: Duration::from_secs(60),
+        },
+    );
+    let mut statuses = Vec::new();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut body = Harness::chat("g");
+        body["stream"] = json!(true);
+        let resp = h.post("/v1/chat/completions", &body).await;
+        statuses.push(resp.status().as_u16());
+        held.push(resp);
+    }
+    // A burst beyond the cap while both are in flight.
     let mut tasks = Vec::new();
-    for _ in 0..6 {
+    for _ in 0..4 {
         let http = h.http.clone();
         let url = format!("{}/chat/completions", h.v1());
         tasks.push(tokio::spawn(async move {
@@ -130,18 +148,28 @@ async fn a_full_deployment_is_skipped_and_a_burst_beyond_every_cap_gets_429_at_o
                 .as_u16()
         }));
     }
-    let mut statuses = Vec::new();
     for t in tasks {
         statuses.push(t.await.unwrap());
     }
-    statuses.sort_unstable();
     assert_eq!(statuses, [200, 200, 429, 429, 429, 429]);
+    assert_eq!(h.dep(0).in_flight(), 2, "both held their slots all along");
     assert_eq!(
         h.dep(0).requests(),
         2,
         "the cap held: no more than 2 reached the upstream"
     );
-    // Slots come back when the calls end.
+    // Slots come back when the calls end (the clients go away; the router
+    // notices on its own time).
+    drop(held);
+    let mut ended = false;
+    for _ in 0..1000 {
+        if h.router.deployment_stats()[0].1.in_flight == 0 {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(ended, "the dropped streams still hold their slots");
     assert_eq!(chat(&h, &Harness::chat("g")).await.0, 200);
 }
 

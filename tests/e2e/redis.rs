@@ -102,10 +102,30 @@ async fn with_redis_down_calls_keep_flowing_and_limits_return_with_it() {
     let (errors, fail_open) = store_metrics(&h).await;
     assert_eq!(fail_open, 30.0, "each call let through is counted once");
     assert_eq!(errors, fail_open);
-    // Redis returns (empty): after the reconnect pacing (1 s of real time),
+    // Redis returns (empty). Wait until the router reads it again: each
+    // scrape reads the remaining requests from the store, and only a read
+    // that succeeds sets the gauge (none did yet; the old server would have
+    // said 15), so the fresh server's full 20 means the store is back. Then
     // limits are shared again.
     let _redis = RedisServer::start_on(port).await;
-    tokio::time::sleep(lb_redis::RECONNECT_INTERVAL + std::time::Duration::from_millis(200)).await;
+    let mut back = false;
+    for _ in 0..1000 {
+        let s = h.scrape().await;
+        let remaining = s.samples.iter().find_map(|x| {
+            let ours = x.metric == "litellm_remaining_requests_metric"
+                && x.labels.get("model_id") == Some("d");
+            match x.value {
+                lb_e2e::MetricValue::Gauge(v) if ours => Some(v),
+                _ => None,
+            }
+        });
+        if remaining == Some(20.0) {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(back, "the router never read the restarted Redis");
     assert_eq!(
         burst(&[h.gateway.url()], 40).await,
         (20, 20),
@@ -166,7 +186,7 @@ async fn a_cooldown_set_through_one_instance_is_honoured_by_the_other() {
     assert_eq!(h.dep(0).requests(), 1);
     // Instance two learns it (pub/sub): wait for the message, then no call of its reaches "limited".
     let mut shared = false;
-    for _ in 0..100 {
+    for _ in 0..1000 {
         if !other_router.health()[0].healthy {
             shared = true;
             break;

@@ -2,9 +2,9 @@
 //! counts on the mock, and waits measured on the router's manual clock
 //! (backoff and Retry-After advance it instead of sleeping).
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use lb_e2e::{Harness, entry};
+use lb_e2e::{Clock as _, Harness, entry};
 use lb_mock::{Fault, RetryAfter};
 use serde_json::{Value, json};
 
@@ -68,13 +68,16 @@ async fn a_503_forever_is_bounded_then_falls_back() {
 }
 
 #[tokio::test]
-#[allow(clippy::disallowed_methods)] // an HTTP date is wall-clock time, as the mock writes it
 async fn a_429_with_retry_after_is_waited_out_not_hammered() {
-    for retry_after in [
-        RetryAfter::Seconds(3),
-        RetryAfter::HttpDate(SystemTime::now() + Duration::from_secs(4)),
-    ] {
+    for http_date in [false, true] {
         let h = Harness::start(1, "").await;
+        // The router reads an HTTP date against its own wall clock: the date
+        // is 4 s past that clock (the real time has moved on since it started).
+        let retry_after = if http_date {
+            RetryAfter::HttpDate(h.clock.wall() + Duration::from_secs(4))
+        } else {
+            RetryAfter::Seconds(3)
+        };
         h.dep(0)
             .fail_next(1, Fault::rate_limited(Some(retry_after.clone())));
         let (status, _, _) = chat(&h, "gpt-4o").await;
@@ -152,25 +155,35 @@ async fn a_401_cools_that_deployment_down_and_the_call_moves_on() {
         b.failure_rate = 1.0;
         b.failure = Fault::status(401);
     });
+    // Routing is random: call until dep-0 has been tried (and cooled down).
+    let mut calls = 0;
+    while h.dep(0).requests() == 0 {
+        assert!(calls < 64, "dep-0 was never picked in {calls} calls");
+        let (status, headers, _) = chat(&h, "gpt-4o").await;
+        assert_eq!(status, 200);
+        assert_eq!(headers["x-litellm-model-id"], "dep-1");
+        calls += 1;
+    }
     for _ in 0..10 {
         let (status, headers, _) = chat(&h, "gpt-4o").await;
         assert_eq!(status, 200);
         assert_eq!(headers["x-litellm-model-id"], "dep-1");
     }
-    assert!(
-        h.dep(0).requests() <= 1,
+    assert_eq!(
+        h.dep(0).requests(),
+        1,
         "a wrong key is tried once, then cooled down"
     );
-    assert_eq!(h.dep(1).requests(), 10);
+    assert_eq!(h.dep(1).requests(), calls + 10);
 }
 
 #[tokio::test]
 async fn connection_refused_and_reset_move_to_another_deployment() {
-    // A port nothing listens on, and a server that resets every connection.
-    let refused = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // A port nothing listens on (bound without listening, so no other test
+    // can take it meanwhile), and a server that resets every connection.
+    let refused_socket = tokio::net::TcpSocket::new_v4().unwrap();
+    refused_socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let refused = refused_socket.local_addr().unwrap().port();
     let reset = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let reset_port = reset.local_addr().unwrap().port();
     let resets = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -217,10 +230,12 @@ async fn connection_refused_and_reset_move_to_another_deployment() {
 
 #[tokio::test]
 async fn a_silent_upstream_costs_one_timeout_then_falls_back() {
+    // The short timeout is the silent deployment's only: the backup's answer
+    // is not raced against 200 ms of real time.
     let h = Harness::start_with(2, |u| {
         format!(
-            "model_list:\n{}{}router_settings:\n  timeout: 0.2\n  fallbacks: [{{primary: [backup]}}]\n",
-            entry("primary", "p", &u[0], ""),
+            "model_list:\n{}{}router_settings:\n  fallbacks: [{{primary: [backup]}}]\n",
+            entry("primary", "p", &u[0], "      timeout: 0.2\n"),
             entry("backup", "b", &u[1], "")
         )
     })
@@ -241,10 +256,12 @@ async fn a_silent_upstream_costs_one_timeout_then_falls_back() {
 
 #[tokio::test]
 async fn a_slow_first_token_past_stream_timeout_falls_back() {
+    // The short stream timeout is the slow deployment's only: the backup's
+    // first token is not raced against 200 ms of real time.
     let h = Harness::start_with(2, |u| {
         format!(
-            "model_list:\n{}{}router_settings:\n  stream_timeout: 0.2\n  fallbacks: [{{primary: [backup]}}]\n",
-            entry("primary", "p", &u[0], ""),
+            "model_list:\n{}{}router_settings:\n  fallbacks: [{{primary: [backup]}}]\n",
+            entry("primary", "p", &u[0], "      stream_timeout: 0.2\n"),
             entry("backup", "b", &u[1], "")
         )
     })
@@ -557,9 +574,19 @@ async fn background_health_checks_cool_down_failing_and_restore_passing_deployme
 
 #[tokio::test]
 async fn chaos_zero_client_visible_failures_while_one_deployment_stays_healthy() {
-    let settings =
-        "router_settings:\n  num_retries: 3\n  timeout: 0.2\n  retry_budget: {percent: 1.0}\n";
-    let h = Harness::start(4, settings).await;
+    // The hanging deployment (dep-1) times out after 200 ms; the others keep
+    // the default timeout, so the healthy dep-3's answers, slowed by 32
+    // concurrent calls on one thread, are never raced against 200 ms.
+    let h = Harness::start_with(4, |u| {
+        let mut yaml = String::from("model_list:\n");
+        for (i, url) in u.iter().enumerate() {
+            let timeout = if i == 1 { "      timeout: 0.2\n" } else { "" };
+            yaml.push_str(&entry("gpt-4o", &format!("dep-{i}"), url, timeout));
+        }
+        yaml.push_str("router_settings:\n  num_retries: 3\n  retry_budget: {percent: 1.0}\n");
+        yaml
+    })
+    .await;
     let faults = [
         Fault::status(500),
         Fault::Hang,

@@ -28,8 +28,11 @@ async fn slow_one_loses_traffic(strategy: &str) {
         )
     })
     .await;
+    // 250 ms: a fast call stalled past the slow one's latency (on a busy
+    // machine) would make the strategies rightly prefer the slow one for a
+    // while; 40 ms left little room for such a stall.
     h.dep(1)
-        .update_behavior(|b| b.latency = Duration::from_millis(40));
+        .update_behavior(|b| b.latency = Duration::from_millis(250));
     for _ in 0..30 {
         served_by(&h, &Harness::chat("g")).await;
     }
@@ -61,31 +64,30 @@ async fn least_busy_avoids_a_deployment_held_busy() {
         )
     })
     .await;
-    // Hold a busy: two slow calls addressed to it by id.
-    h.dep(0)
-        .update_behavior(|b| b.latency = Duration::from_millis(800));
+    // Hold a busy: two streams addressed to it by id, which stall after
+    // their first token for longer than the test lasts (a slow call would
+    // only hold it for a window of real time the test could overrun).
+    h.dep(0).fail_next(
+        2,
+        Fault::StallAfter {
+            tokens: 1,
+            stall: Duration::from_secs(60),
+        },
+    );
     let mut held = Vec::new();
     for _ in 0..2 {
-        let http = h.http.clone();
-        let url = format!("{}/chat/completions", h.v1());
-        held.push(tokio::spawn(async move {
-            http.post(url)
-                .json(&Harness::chat("a"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }));
+        let body =
+            json!({"model": "a", "messages": [{"role": "user", "content": "hi"}], "stream": true});
+        let resp = h.post("/v1/chat/completions", &body).await;
+        assert_eq!(resp.status(), 200);
+        held.push(resp);
     }
-    while h.dep(0).in_flight() < 2 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    assert_eq!(h.dep(0).in_flight(), 2);
     for _ in 0..10 {
         assert_eq!(served_by(&h, &Harness::chat("g")).await, "b");
     }
-    for t in held {
-        assert_eq!(t.await.unwrap(), 200);
-    }
+    assert_eq!(h.dep(0).in_flight(), 2, "a was busy all along");
+    drop(held);
     assert_eq!((h.dep(0).requests(), h.dep(1).requests()), (2, 10));
 }
 

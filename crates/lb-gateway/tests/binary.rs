@@ -3,8 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
 
-use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lb_mock::MockServer;
@@ -52,40 +53,151 @@ mod tempfile_path {
     }
 }
 
-fn spawn(config: &std::path::Path, port: u16) -> Child {
-    spawn_with(config, port, &[])
+/// A running `lb-gateway` process and what it has written so far.
+struct Gateway {
+    child: Child,
+    port: u16,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
-fn spawn_with(config: &std::path::Path, port: u16, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_lb-gateway"))
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--port",
-            &port.to_string(),
-        ])
-        .args(extra)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+/// What a stopped gateway left.
+struct Exited {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
 }
 
-async fn wait_ready(client: &reqwest::Client, port: u16) {
-    for _ in 0..500 {
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{port}/health/readiness"))
-            .send()
-            .await
-        {
-            if r.status() == 200 {
-                return;
+/// Copies `from` into `to` until it ends.
+fn collect(
+    mut from: impl Read + Send + 'static,
+    to: Arc<Mutex<Vec<u8>>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
             }
+            to.lock().unwrap().extend_from_slice(&buf[..n]);
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    })
+}
+
+impl Gateway {
+    /// Starts the binary on a free port with `config` and `extra` arguments,
+    /// and waits until it serves. The port is picked free, then handed to
+    /// the child: if something else took it in between, the child cannot
+    /// listen and exits, and another port is tried.
+    async fn start(config: &std::path::Path, extra: &[&str]) -> Gateway {
+        let client = reqwest::Client::new();
+        for _ in 0..20 {
+            let mut g = Gateway::spawn(config, free_port(), extra);
+            if g.wait_ready(&client).await {
+                return g;
+            }
+            let gone = g.wait().await;
+            assert!(
+                gone.stderr.contains("cannot listen"),
+                "the gateway exited at start ({}): {}{}",
+                gone.status,
+                gone.stdout,
+                gone.stderr
+            );
+        }
+        panic!("the gateway could not listen on any of 20 free ports");
     }
-    panic!("gateway did not become ready");
+
+    fn spawn(config: &std::path::Path, port: u16, extra: &[&str]) -> Gateway {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lb-gateway"))
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "--port",
+                &port.to_string(),
+            ])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let readers = vec![
+            collect(child.stdout.take().unwrap(), stdout.clone()),
+            collect(child.stderr.take().unwrap(), stderr.clone()),
+        ];
+        Gateway {
+            child,
+            port,
+            stdout,
+            stderr,
+            readers,
+        }
+    }
+
+    /// Waits until this child serves on its port: `false` if it exits first.
+    /// Its "lb-gateway listening" log line (written once it holds the port)
+    /// tells it apart from anything else that may answer on that port.
+    async fn wait_ready(&mut self, client: &reqwest::Client) -> bool {
+        for _ in 0..1000 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            let listening = String::from_utf8_lossy(&self.stdout.lock().unwrap())
+                .contains("lb-gateway listening");
+            if listening {
+                if let Ok(r) = client
+                    .get(format!("http://127.0.0.1:{}/health/readiness", self.port))
+                    .send()
+                    .await
+                {
+                    if r.status() == 200 {
+                        return true;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("gateway did not become ready");
+    }
+
+    /// Sends SIGTERM.
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits until it has exited and its output is read to the end.
+    async fn wait(self) -> Exited {
+        tokio::task::spawn_blocking(move || {
+            let Gateway {
+                mut child,
+                stdout,
+                stderr,
+                readers,
+                ..
+            } = self;
+            let status = child.wait().unwrap();
+            for r in readers {
+                r.join().unwrap();
+            }
+            let text =
+                |b: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&b.lock().unwrap()).into_owned();
+            Exited {
+                status,
+                stdout: text(&stdout),
+                stderr: text(&stderr),
+            }
+        })
+        .await
+        .unwrap()
+    }
 }
 
 #[tokio::test]
@@ -98,10 +210,9 @@ async fn sigterm_lets_in_flight_requests_finish_and_logs_hold_no_keys() {
         mock.deployment(0).base_url(),
         mock.deployment(0).base_url()
     ));
-    let port = free_port();
-    let child = spawn(&config.0, port);
+    let gateway = Gateway::start(&config.0, &[]).await;
+    let port = gateway.port;
     let client = reqwest::Client::new();
-    wait_ready(&client, port).await;
     let request = client
         .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
         .bearer_auth("sk-master-secret")
@@ -111,23 +222,12 @@ async fn sigterm_lets_in_flight_requests_finish_and_logs_hold_no_keys() {
     while mock.deployment(0).in_flight() == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    gateway.terminate();
     let resp = in_flight.await.unwrap().unwrap();
     assert_eq!(resp.status(), 200, "the in-flight request finished");
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let output = gateway.wait().await;
     assert!(output.status.success(), "clean exit: {:?}", output.status);
-    let logs = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let logs = format!("{}{}", output.stdout, output.stderr);
     assert!(
         logs.contains("region_name is not implemented yet"),
         "{logs}"
@@ -147,10 +247,9 @@ async fn json_logs_give_one_line_per_request_with_its_fields_and_no_keys() {
         "model_list:\n  - model_name: g\n    litellm_params: {{model: openai/m, api_base: \"{}\", api_key: sk-upstream-secret}}\n    model_info: {{id: d0}}\ngeneral_settings:\n  master_key: sk-master-secret\n",
         mock.deployment(0).base_url()
     ));
-    let port = free_port();
-    let child = spawn_with(&config.0, port, &["--log-format", "json"]);
+    let gateway = Gateway::start(&config.0, &["--log-format", "json"]).await;
+    let port = gateway.port;
     let client = reqwest::Client::new();
-    wait_ready(&client, port).await;
     for model in ["g", "nope"] {
         client
             .post(format!("http://127.0.0.1:{port}/v1/chat/completions"))
@@ -160,16 +259,9 @@ async fn json_logs_give_one_line_per_request_with_its_fields_and_no_keys() {
             .await
             .unwrap();
     }
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    gateway.terminate();
+    let output = gateway.wait().await;
+    let stdout = output.stdout;
     let lines: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))

@@ -84,6 +84,11 @@ impl EventReader {
     }
 }
 
+/// How much later than when it was sent an event may be read: this test's
+/// task may be scheduled late for one event and not for the next, so a gap
+/// between two arrivals can be shorter than the gap between the sends.
+const READ_JITTER: Duration = Duration::from_millis(100);
+
 async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !f() {
@@ -104,6 +109,7 @@ async fn stall_after_holds_the_stream_then_finishes_it() {
     });
     let stall = Duration::from_millis(300);
     d.fail_next(1, Fault::StallAfter { tokens: 2, stall });
+    let t0 = Instant::now();
     let mut events = EventReader::new(post(d, &chat_body(true)).await);
     let mut got = Vec::new();
     while let Some((data, at)) = events.next().await {
@@ -119,8 +125,10 @@ async fn stall_after_holds_the_stream_then_finishes_it() {
     assert_eq!(datas.len(), 1 + 5 + 1 + 1 + 1, "{datas:#?}");
     assert_eq!(datas.last().unwrap(), "[DONE]");
     assert_eq!(contents(&datas).concat(), canonical_text(5));
+    // Chunk 3 came the whole stall after the request; chunk 2 well before it.
+    assert!(got[3].1 - t0 >= stall);
     let gap = got[3].1 - got[2].1; // content chunk 2 -> content chunk 3
-    assert!(gap >= stall, "gap {gap:?}");
+    assert!(gap + READ_JITTER >= stall, "gap {gap:?}");
     let finish: Value = serde_json::from_str(&datas[6]).unwrap();
     assert_eq!(finish["choices"][0]["finish_reason"], "stop");
     let usage: Value = serde_json::from_str(&datas[7]).unwrap();
@@ -147,6 +155,7 @@ async fn stall_after_all_tokens_comes_before_the_finish_chunk() {
     });
     let stall = Duration::from_millis(200);
     d.fail_next(1, Fault::StallAfter { tokens: 9, stall });
+    let t0 = Instant::now();
     let mut events = EventReader::new(post(d, &chat_body(true)).await);
     let mut got = Vec::new();
     while let Some(e) = events.next().await {
@@ -154,7 +163,8 @@ async fn stall_after_all_tokens_comes_before_the_finish_chunk() {
     }
     assert_eq!(got.len(), 1 + 2 + 1 + 1 + 1);
     assert!(got[3].0.contains("\"finish_reason\":\"stop\""));
-    assert!(got[3].1 - got[2].1 >= stall);
+    assert!(got[3].1 - t0 >= stall);
+    assert!(got[3].1 - got[2].1 + READ_JITTER >= stall);
     assert_eq!(got[5].0, "[DONE]");
 }
 

@@ -760,7 +760,7 @@ async fn deployment_handles_keep_the_port_alive() {
     // Nobody holds deployment 1 any more: its port closes.
     let c = client();
     let mut closed = false;
-    for _ in 0..200 {
+    for _ in 0..1000 {
         match c.get(format!("{dropped_url}/models")).send().await {
             Err(e) if e.is_connect() => {
                 closed = true;

@@ -21,6 +21,37 @@ use support::RedisServer;
 struct Stores {
     counters: Arc<dyn CounterStore>,
     concurrency: Arc<dyn ConcurrencyStore>,
+    /// The port of the Redis server behind them (`None`: the memory store).
+    redis_port: Option<u16>,
+}
+
+/// How many scripts the Redis server on `redis_port` has run; 0 without one
+/// (the memory store applies every update at once).
+async fn scripts_run(redis_port: Option<u16>) -> u64 {
+    match redis_port {
+        Some(port) => tokio::task::spawn_blocking(move || support::scripts_run(port))
+            .await
+            .unwrap(),
+        None => 0,
+    }
+}
+
+/// Waits until the backend has run `count` scripts in all, for up to 5 s:
+/// on Redis, a fire-and-forget update (one script) sent after
+/// [`scripts_run`] said `count - 1` has then landed.
+async fn await_scripts_run(redis_port: Option<u16>, count: u64) {
+    if redis_port.is_none() {
+        return;
+    }
+    let mut last = 0;
+    for _ in 0..500 {
+        last = scripts_run(redis_port).await;
+        if last >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the server ran {last} scripts, want {count}");
 }
 
 fn at(secs: u64) -> SystemTime {
@@ -296,9 +327,11 @@ async fn concurrency_cap_and_decrement(s: Stores) {
     assert!(d.is_some());
     drop((b, d));
     eventually("in flight after all drops", 0, in_flight).await;
-    // Never below zero.
+    // Never below zero. The decrement is fire-and-forget on Redis: read
+    // only once the server has run it.
+    let before = scripts_run(s.redis_port).await;
     store.decrement(&key);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    await_scripts_run(s.redis_port, before + 1).await;
     assert_eq!(in_flight().await, 0);
     assert!(store.try_increment(&key, 1).await.unwrap());
     assert!(!store.try_increment(&key, 1).await.unwrap());
@@ -314,6 +347,7 @@ fn memory() -> Stores {
     Stores {
         counters: store.clone(),
         concurrency: store,
+        redis_port: None,
     }
 }
 
@@ -322,6 +356,7 @@ async fn redis(server: &RedisServer, prefix: &str) -> Stores {
     Stores {
         counters: store.clone(),
         concurrency: store,
+        redis_port: Some(server.port()),
     }
 }
 
@@ -443,11 +478,10 @@ fn keys_carry_prefix_window_and_index() {
 /// password in the URL.
 #[tokio::test]
 async fn unreachable_redis_is_a_store_error_without_the_password() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Bound without listening: refused, and no other test can take the port.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
     let url = format!("redis://:hunter2secret@127.0.0.1:{port}/");
     let err = RedisStore::connect(&url, "lb").await.unwrap_err();
     assert!(!err.to_string().contains("hunter2secret"), "{err}");
@@ -483,7 +517,7 @@ async fn redis_down_then_back() {
     // A new server on the same port: the connection manager reconnects.
     let _server = restart_on(port);
     let mut ok = false;
-    for _ in 0..100 {
+    for _ in 0..400 {
         if store.reserve(&[item("rpm", 1, 10)], now).await.is_ok() {
             ok = true;
             break;

@@ -13,18 +13,33 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts one and waits until it answers `PING`. Panics with a clear
-    /// message if `redis-server` is not installed.
+    /// Starts one and waits until it answers. Panics with a clear message
+    /// if `redis-server` is not installed. The port is picked free, then
+    /// given to the child: if something else took it in between, another
+    /// port is tried.
     pub fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("find a free port")
-            .port();
-        Self::start_on(port)
+        for _ in 0..20 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("find a free port")
+                .port();
+            if let Some(server) = Self::try_start_on(port) {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on any of 20 free ports");
     }
 
     /// Starts one on `port` (to restart a server a client knows).
     pub fn start_on(port: u16) -> Self {
+        Self::try_start_on(port)
+            .unwrap_or_else(|| panic!("redis-server could not listen on port {port}: taken"))
+    }
+
+    /// A child on `port` once it answers there; `None` when the port
+    /// belongs to another process (the child exits, or another server
+    /// answers).
+    fn try_start_on(port: u16) -> Option<Self> {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string()])
             .args(["--bind", "127.0.0.1"])
@@ -44,15 +59,17 @@ impl RedisServer {
         let mut server = RedisServer { child, port };
         // Up to 10 s, without reading a clock.
         for _ in 0..500 {
-            if server.pings() {
-                return server;
+            if let Ok(Some(_)) = server.child.try_wait() {
+                return None; // it could not listen: the port is taken
             }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("redis-server exited at start ({status}) on port {port}");
+            if let Some(info) = info(port, "server") {
+                // Ours, or a server that held the port before ours could bind it.
+                let ours = field(&info, "process_id") == Some(u64::from(server.child.id()));
+                return ours.then_some(server);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("redis-server on port {port} did not answer PING within 10 s");
+        panic!("redis-server on port {port} did not answer within 10 s");
     }
 
     /// The port it listens on.
@@ -64,18 +81,50 @@ impl RedisServer {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
+}
 
-    fn pings(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-        if stream.write_all(b"PING\r\n").is_err() {
-            return false;
+/// How many scripts (`EVALSHA`) the server on `port` has run: a
+/// fire-and-forget update (a script) has landed once this count moves.
+pub fn scripts_run(port: u16) -> u64 {
+    let stats = info(port, "commandstats").expect("redis-server answers INFO");
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:"))
+        .and_then(|l| l.split(',').find_map(|kv| kv.strip_prefix("calls=")))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The reply to `INFO section` of the server on `port`, if one answers.
+fn info(port: u16, section: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .write_all(format!("INFO {section}\r\n").as_bytes())
+        .ok()?;
+    // A bulk string: `$<length>\r\n<text>\r\n`.
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
         }
-        let mut reply = [0u8; 7];
-        stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+        reply.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        let (len, rest) = text.strip_prefix('$')?.split_once("\r\n")?;
+        let len: usize = len.parse().ok()?;
+        if rest.len() >= len {
+            return Some(rest[..len].to_owned());
+        }
     }
+}
+
+/// The number after `name:` on a line of `text`.
+fn field(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 impl Drop for RedisServer {
