@@ -278,8 +278,13 @@ async fn a_streamed_request_span_ends_with_the_stream_and_records_its_continuati
         root.attr("gen_ai.response.finish_reasons"),
         Some(&json!(["stop"]))
     );
+    assert_eq!(root.str_attr("gen_ai.response.model"), Some("mock-0"));
     let attempts = by_kind(&spans, "client");
     assert_eq!(attempts.len(), 2, "{spans:#?}");
+    assert_eq!(
+        attempts[0].str_attr("gen_ai.response.model"),
+        Some("mock-0")
+    );
     let (cut, rest) = (attempts[0], attempts[1]);
     assert_eq!(cut.str_attr("lb.deployment.id"), Some("dep-0"));
     assert_eq!(cut.status, "error");

@@ -52,6 +52,15 @@ enum Cmd {
         #[arg(long, default_value = "docs/benchmarks.md")]
         out: String,
     },
+    /// Only the observability phase of `bench`: metrics and traces on versus off.
+    Observability {
+        /// Seconds per configuration.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Where to write the results (a generated section is replaced).
+        #[arg(long, default_value = "docs/benchmarks.md")]
+        out: String,
+    },
     /// The routing strategies' criterion results (`cargo bench -p lb-strategies --bench rank`) as a table.
     StrategyReport {
         /// Criterion's output directory.
@@ -424,7 +433,7 @@ async fn bench(
     write_section(out, START, END, &report).map_err(|e| format!("cannot write {out}: {e}"))?;
     eprintln!("redis versus memory, concurrency 64 ({seconds} s each)...");
     redis_phase::run(seconds, out).await?;
-    eprintln!("metrics on versus off, concurrency 64 ({seconds} s each)...");
+    eprintln!("metrics and traces on versus off, concurrency 64 ({seconds} s each)...");
     metrics_phase::run(seconds, out).await?;
     eprintln!("written to {out}");
     if failed > 0 {
@@ -599,6 +608,7 @@ fn main() -> std::process::ExitCode {
                 Err(e) => Err(e),
             }
         }
+        Cmd::Observability { seconds, out } => rt.block_on(metrics_phase::run(seconds, &out)),
         Cmd::StrategyReport { criterion_dir, out } => strategy_report::run(&criterion_dir, &out),
         Cmd::AdmissionReport { criterion_dir, out } => admission_report::run(&criterion_dir, &out),
     };

@@ -1,9 +1,11 @@
-//! The gateway with Prometheus metrics on versus off, same run.
+//! The gateway with observability off, with Prometheus metrics on, and
+//! with metrics on and traces exported over OTLP/HTTP to a collector on
+//! loopback, same run.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use lb_mock::MockServer;
+use lb_mock::{MockServer, OtlpCollector};
 use lb_router::Router;
 
 use crate::load::{self, Shot, Stop};
@@ -11,22 +13,43 @@ use crate::load::{self, Shot, Stop};
 const START: &str = "<!-- bench:metrics:start -->";
 const END: &str = "<!-- bench:metrics:end -->";
 
-fn yaml(mock: &str, metrics: bool) -> String {
+fn yaml(mock: &str, metrics: bool, otel: Option<(&str, f64)>) -> String {
+    let otel = match otel {
+        None => String::new(),
+        Some((e, r)) if r >= 1.0 => format!("  otel: {{endpoint: \"{e}\"}}\n"),
+        Some((e, r)) => format!("  otel: {{endpoint: \"{e}\", sample_ratio: {r}}}\n"),
+    };
     format!(
-        "model_list:\n  - model_name: demo-model\n    litellm_params: {{model: openai/mock-model, api_base: \"{mock}\"}}\n    model_info: {{id: mock}}\nrouter_settings:\n  enable_metrics: {metrics}\n"
+        "model_list:\n  - model_name: demo-model\n    litellm_params: {{model: openai/mock-model, api_base: \"{mock}\"}}\n    model_info: {{id: mock}}\nrouter_settings:\n  enable_metrics: {metrics}\n{otel}"
     )
 }
 
-/// Runs off, on, off, on (half the time each, to spread drift over both)
-/// and writes the section.
+/// The configurations compared: (metrics, share of traces exported).
+const CONFIGS: [(bool, Option<f64>); 4] = [
+    (false, None),
+    (true, None),
+    (true, Some(1.0)),
+    (true, Some(0.1)),
+];
+
+/// Runs each configuration twice for half the time, interleaved (to spread
+/// drift over all), and writes the section.
 pub(crate) async fn run(seconds: u64, out: &str) -> Result<(), String> {
     let mock = MockServer::start(1).await.map_err(|e| e.to_string())?;
+    let collector = OtlpCollector::start_counting()
+        .await
+        .map_err(|e| e.to_string())?;
     let client = crate::client();
     let mut gateways = Vec::new();
     let mut routers = Vec::new();
-    for metrics in [false, true] {
-        let router = Router::from_yaml(&yaml(&mock.deployment(0).base_url(), metrics))
-            .map_err(|e| e.to_string())?;
+    let endpoint = collector.endpoint();
+    for (metrics, traces) in CONFIGS {
+        let router = Router::from_yaml(&yaml(
+            &mock.deployment(0).base_url(),
+            metrics,
+            traces.map(|r| (endpoint.as_str(), r)),
+        ))
+        .map_err(|e| e.to_string())?;
         routers.push(router.clone());
         gateways.push(crate::gateway(router).await?);
     }
@@ -51,10 +74,13 @@ pub(crate) async fn run(seconds: u64, out: &str) -> Result<(), String> {
         )
         .await;
     }
+    routers[2].flush_traces().await;
+    routers[3].flush_traces().await;
+    let warmup_spans = collector.span_count();
     let half = Duration::from_millis(seconds * 500);
-    let mut ok = [0u64; 2];
+    let mut ok = [0u64; 4];
     let mut failed = 0;
-    let mut elapsed = [Duration::ZERO; 2];
+    let mut elapsed = [Duration::ZERO; 4];
     for _ in 0..2 {
         for (i, s) in shots.iter().enumerate() {
             let r = load::run(&client, Arc::clone(s), |_| 0, 64, Stop::Time(half), None).await;
@@ -63,9 +89,14 @@ pub(crate) async fn run(seconds: u64, out: &str) -> Result<(), String> {
             elapsed[i] += r.elapsed;
         }
     }
-    // The metrics gateway counted every request it served.
+    // The metrics gateway counted every request it served; the traced one
+    // exported its spans (two per request: the request and its attempt).
     let scraped = routers[1].metrics_text().await;
     let off_text = routers[0].metrics_text().await;
+    routers[2].flush_traces().await;
+    routers[3].flush_traces().await;
+    let spans = collector.span_count() - warmup_spans;
+    let tracing_on = [routers[0].tracing_enabled(), routers[2].tracing_enabled()];
     for gw in gateways {
         gw.shutdown().await.map_err(|e| e.to_string())?;
     }
@@ -76,18 +107,36 @@ pub(crate) async fn run(seconds: u64, out: &str) -> Result<(), String> {
     if !scraped.contains("litellm_deployment_total_requests_total") || !off_text.is_empty() {
         return Err("metrics were not on in the one run and off in the other".to_owned());
     }
+    if tracing_on != [false, true] || spans == 0 {
+        return Err(format!(
+            "traces were not off in the one run and exported in the other ({spans} spans)"
+        ));
+    }
     let rate = |i: usize| ok[i] as f64 / elapsed[i].as_secs_f64().max(1e-9);
-    let share = rate(1) / rate(0) * 100.0;
+    let share = |i: usize| rate(i) / rate(0) * 100.0;
+    let verdict = |i: usize| if share(i) >= 95.0 { "met" } else { "missed" };
+    // Two spans per request (the request and its attempt) at 100%, a tenth at 10%.
+    let expected = 2.0 * (ok[2] as f64 + ok[3] as f64 * 0.1);
+    let exported = spans as f64 / expected * 100.0;
     let section = format!(
-        "### Metrics on versus off\n\n\
-Command: `cargo xtask bench` ({seconds} s per configuration at concurrency 64, alternating off/on in halves; the same mock and load generator).\n\n\
-| metrics | throughput |\n|---|---|\n\
-| off (`enable_metrics: false`) | {:.0} req/s |\n\
-| on (default) | {:.0} req/s |\n\n\
-With metrics on the gateway serves {share:.1}% of its throughput with them off (target at least 95%: {}). Tracing export is not built yet, so this row measures metrics alone.\n",
+        "### Observability on versus off\n\n\
+Command: `cargo xtask bench` ({seconds} s per configuration at concurrency 64, each run twice for half the time, interleaved; the same mock and load generator; traces go over OTLP/HTTP protobuf to lb-mock's collector on the same loopback, which decodes every span).\n\n\
+| metrics | traces | throughput | share of both off |\n|---|---|---|---|\n\
+| off (`enable_metrics: false`) | off | {:.0} req/s | 100% |\n\
+| on (default) | off | {:.0} req/s | {:.1}% |\n\
+| on | exporting every trace (`otel.endpoint`) | {:.0} req/s | {:.1}% |\n\
+| on | exporting 10% of traces (`otel.sample_ratio: 0.1`) | {:.0} req/s | {:.1}% |\n\n\
+Target at least 95% with metrics on and tracing exporting: {} when every trace is exported, {} at a 10% sample. Metrics alone: {}. The collector received {spans} spans, {exported:.0}% of the two per sampled request (the SDK's batch processor drops spans when its queue of 2048 is full, and says so in a warning).\n",
         rate(0),
         rate(1),
-        if share >= 95.0 { "met" } else { "missed" }
+        share(1),
+        rate(2),
+        share(2),
+        rate(3),
+        share(3),
+        verdict(2),
+        verdict(3),
+        verdict(1),
     );
     println!("{section}");
     crate::write_section(out, START, END, &section).map_err(|e| format!("cannot write {out}: {e}"))

@@ -23,6 +23,11 @@ impl DeploymentId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id as a shared string (cloning it does not copy the text).
+    pub fn as_arc(&self) -> &Arc<str> {
+        &self.0
+    }
 }
 
 impl fmt::Debug for DeploymentId {

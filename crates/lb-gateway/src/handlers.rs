@@ -146,13 +146,13 @@ fn meta_headers(headers: &mut HeaderMap, meta: &ResponseMeta, request_id: &str, 
 fn log_done(
     request_id: &str,
     model: &str,
-    outcome: Result<&ResponseMeta, &RouterError>,
+    outcome: Result<(&ResponseMeta, Option<&lb_router::Usage>), &RouterError>,
     start: Instant,
     stream: bool,
 ) {
     let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
     match outcome {
-        Ok(meta) => tracing::info!(
+        Ok((meta, usage)) => tracing::info!(
             request_id,
             model,
             group = %meta.model_group,
@@ -166,6 +166,9 @@ fn log_done(
             latency_ms,
             upstream_ms = meta.upstream_latency.as_secs_f64() * 1000.0,
             cost = meta.cost.unwrap_or(0.0),
+            input_tokens = usage.map(|u| u.prompt_tokens),
+            output_tokens = usage.map(|u| u.completion_tokens),
+            trace_id = meta.trace_id.as_deref(),
             "request served"
         ),
         Err(e) => tracing::info!(
@@ -238,7 +241,7 @@ pub(crate) async fn chat_completions(
     if req.is_stream() {
         match traced(&state, &headers, state.router.completion_stream(req)).await {
             Ok(routed) => {
-                log_done(&id, &model, Ok(&routed.meta), start, true);
+                log_done(&id, &model, Ok((&routed.meta, None)), start, true);
                 let mut resp = Response::new(Body::from_stream(crate::sse::encode(routed.stream)));
                 let h = resp.headers_mut();
                 h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -254,7 +257,13 @@ pub(crate) async fn chat_completions(
     } else {
         match traced(&state, &headers, state.router.completion(req)).await {
             Ok(routed) => {
-                log_done(&id, &model, Ok(&routed.meta), start, false);
+                log_done(
+                    &id,
+                    &model,
+                    Ok((&routed.meta, routed.response.usage.as_ref())),
+                    start,
+                    false,
+                );
                 let mut resp = Json(&routed.response).into_response();
                 meta_headers(resp.headers_mut(), &routed.meta, &id, start);
                 resp
@@ -282,7 +291,13 @@ pub(crate) async fn embeddings(
     let model = req.model.clone();
     match traced(&state, &headers, state.router.embedding(req)).await {
         Ok(routed) => {
-            log_done(&id, &model, Ok(&routed.meta), start, false);
+            log_done(
+                &id,
+                &model,
+                Ok((&routed.meta, routed.response.usage.as_ref())),
+                start,
+                false,
+            );
             let mut resp = Json(&routed.response).into_response();
             meta_headers(resp.headers_mut(), &routed.meta, &id, start);
             resp

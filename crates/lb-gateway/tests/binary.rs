@@ -243,9 +243,12 @@ async fn sigterm_lets_in_flight_requests_finish_and_logs_hold_no_keys() {
 #[tokio::test]
 async fn json_logs_give_one_line_per_request_with_its_fields_and_no_keys() {
     let mock = MockServer::start(1).await.unwrap();
+    // Traces on (to a collector on loopback): the log line carries the trace id.
+    let collector = lb_mock::OtlpCollector::start().await.unwrap();
     let config = write_config(&format!(
-        "model_list:\n  - model_name: g\n    litellm_params: {{model: openai/m, api_base: \"{}\", api_key: sk-upstream-secret}}\n    model_info: {{id: d0}}\ngeneral_settings:\n  master_key: sk-master-secret\n",
-        mock.deployment(0).base_url()
+        "model_list:\n  - model_name: g\n    litellm_params: {{model: openai/m, api_base: \"{}\", api_key: sk-upstream-secret}}\n    model_info: {{id: d0}}\ngeneral_settings:\n  master_key: sk-master-secret\nrouter_settings:\n  otel: {{endpoint: \"{}\"}}\n",
+        mock.deployment(0).base_url(),
+        collector.endpoint()
     ));
     let gateway = Gateway::start(&config.0, &["--log-format", "json"]).await;
     let port = gateway.port;
@@ -280,6 +283,13 @@ async fn json_logs_give_one_line_per_request_with_its_fields_and_no_keys() {
     assert_eq!(s["attempts"], 1);
     assert_eq!(s["fallbacks"], 0);
     assert!(s["latency_ms"].as_f64().unwrap() >= s["upstream_ms"].as_f64().unwrap());
+    assert!(s["input_tokens"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(s["output_tokens"], 16, "the mock's default answer: {s}");
+    let trace_id = s["trace_id"].as_str().unwrap();
+    assert!(
+        trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{s}"
+    );
     let failed: Vec<&serde_json::Value> = lines
         .iter()
         .filter(|l| l["message"] == "request failed")

@@ -77,7 +77,10 @@ impl CollectedSpan {
 
 #[derive(Default)]
 struct Collected {
+    /// Keep decoded spans (else count them only).
+    keep: bool,
     spans: Mutex<Vec<CollectedSpan>>,
+    span_count: AtomicU64,
     requests: AtomicU64,
     protobuf: AtomicU64,
     json: AtomicU64,
@@ -110,9 +113,22 @@ impl OtlpCollector {
     /// # Panics
     /// Outside a tokio runtime (like `tokio::spawn`).
     pub async fn start() -> std::io::Result<OtlpCollector> {
+        Self::start_opts(true).await
+    }
+
+    /// Like [`start`](Self::start), but decodes and counts spans without
+    /// keeping them (for load tests that export millions).
+    pub async fn start_counting() -> std::io::Result<OtlpCollector> {
+        Self::start_opts(false).await
+    }
+
+    async fn start_opts(keep: bool) -> std::io::Result<OtlpCollector> {
         let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
         let addr = listener.local_addr()?;
-        let collected = Arc::new(Collected::default());
+        let collected = Arc::new(Collected {
+            keep,
+            ..Collected::default()
+        });
         let app = axum::Router::new()
             .route("/v1/traces", post(export))
             .with_state(Arc::clone(&collected));
@@ -156,6 +172,11 @@ impl OtlpCollector {
         )
     }
 
+    /// Spans received (kept or not).
+    pub fn span_count(&self) -> u64 {
+        self.collected.span_count.load(Relaxed)
+    }
+
     /// Export requests received.
     pub fn requests(&self) -> u64 {
         self.collected.requests.load(Relaxed)
@@ -183,8 +204,16 @@ async fn export(
         Ok(r) => r,
         Err(e) => return (StatusCode::BAD_REQUEST, HeaderMap::new(), e.into_bytes()),
     };
+    let count: usize = req
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len())
+        .sum();
+    c.span_count
+        .fetch_add(u64::try_from(count).unwrap_or(u64::MAX), Relaxed);
     let mut out = Vec::new();
-    for rs in req.resource_spans {
+    for rs in req.resource_spans.into_iter().filter(|_| c.keep) {
         let service_name = rs.resource.as_ref().and_then(|r| {
             r.attributes
                 .iter()

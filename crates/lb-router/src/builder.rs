@@ -282,12 +282,18 @@ impl RouterBuilder {
             })
             .collect();
         let telemetry = match &self.settings.tracing {
-            Some(t) => Some(crate::telemetry::Telemetry::new(t).map_err(|message| {
-                ConfigError::Invalid {
+            Some(t) => Some(
+                crate::telemetry::Telemetry::new(
+                    t,
+                    entries
+                        .iter()
+                        .map(|e| (&*e.deployment, e.provider.api_base())),
+                )
+                .map_err(|message| ConfigError::Invalid {
                     path: "router_settings.otel".to_owned(),
                     message,
-                }
-            })?),
+                })?,
+            ),
             None => None,
         };
         Ok(Router {

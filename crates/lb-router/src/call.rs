@@ -231,6 +231,7 @@ impl Router {
                         cost: s.cost,
                         upstream_latency: upstream,
                         rate_limits: None,
+                        trace_id: None,
                         index: s.index,
                     };
                     inner.metrics.request(
@@ -843,7 +844,6 @@ impl Router {
         trial: bool,
     ) -> Option<opentelemetry::Context> {
         let (t, parent) = (self.inner.telemetry.as_ref()?, opts.trace.as_ref()?);
-        let entry = &self.inner.entries[i];
         let (operation, stream, max_tokens, temperature) = match op {
             Op::Chat(r) => (
                 "chat",
@@ -867,8 +867,7 @@ impl Router {
             parent,
             &telemetry::AttemptInfo {
                 operation,
-                deployment: &entry.deployment,
-                api_base: entry.provider.api_base(),
+                index: i,
                 attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
                 stream,
                 trial,

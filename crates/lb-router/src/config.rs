@@ -1009,10 +1009,20 @@ impl Parser {
                     "service_name" => service_name = Some(self.string(v, &path)?),
                     "capture_message_content" => capture = Some(self.boolean(v, &path)?),
                     "export_timeout" => s.export_timeout = self.seconds(v, &path)?,
+                    "sample_ratio" => {
+                        let r = self.number(v, &path, "a number from 0 to 1")?;
+                        if !(0.0..=1.0).contains(&r) {
+                            return Err(invalid(
+                                &path,
+                                format!("expected a number from 0 to 1, got {r}"),
+                            ));
+                        }
+                        s.sample_ratio = Some(r);
+                    }
                     _ => {
                         return Err(invalid(
                             &path,
-                            "unknown key; expected enabled, endpoint, protocol, headers, service_name, capture_message_content or export_timeout",
+                            "unknown key; expected enabled, endpoint, protocol, headers, service_name, capture_message_content, sample_ratio or export_timeout",
                         ));
                     }
                 }
@@ -1873,6 +1883,10 @@ model_list:
         assert_eq!(
             err("router_settings:\n  otel: {endpoint: \"collector:4317\"}\n"),
             "router_settings.otel.endpoint: expected an http:// or https:// URL, got \"collector:4317\""
+        );
+        assert_eq!(
+            err("router_settings:\n  otel: {sample_ratio: 1.5}\n"),
+            "router_settings.otel.sample_ratio: expected a number from 0 to 1, got 1.5"
         );
         assert!(
             err("router_settings:\n  otel: {endpont: http://c}\n")

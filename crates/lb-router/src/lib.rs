@@ -58,7 +58,7 @@ pub use telemetry::{
 pub use lb_core::{
     ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, Clock,
     Deployment, DeploymentId, EmbeddingRequest, EmbeddingResponse, ErrorClass, ManualClock, Secret,
-    SharedClock, SystemClock, UpstreamError,
+    SharedClock, SystemClock, UpstreamError, Usage,
 };
 pub use lb_providers::{HttpClient, Provider};
 pub use lb_strategies::{CallContext, Candidate, Strategy};

@@ -51,6 +51,8 @@ pub struct ResponseMeta {
     pub cost: Option<f64>,
     /// The group's rate limits after this call (`x-ratelimit-*`), when it has any.
     pub rate_limits: Option<RateLimitStatus>,
+    /// The OpenTelemetry trace id of the call (32 hex digits), when traces are on.
+    pub trace_id: Option<String>,
     /// Position of the deployment in the router.
     pub(crate) index: usize,
 }
@@ -362,7 +364,10 @@ impl Router {
             return self.completion_traced(req, None).await;
         };
         let cx = t.request_span("chat", &req.model, false, Some(&req.messages));
-        let result = self.completion_traced(req, Some(cx.clone())).await;
+        let mut result = self.completion_traced(req, Some(cx.clone())).await;
+        if let Ok(r) = &mut result {
+            r.meta.trace_id = Some(telemetry::trace_id(&cx));
+        }
         match &result {
             Ok(r) => {
                 t.chat_response(&cx, &r.response);
@@ -407,7 +412,10 @@ impl Router {
             return self.completion_stream_traced(req, None).await;
         };
         let cx = t.request_span("chat", &req.model, true, Some(&req.messages));
-        let result = self.completion_stream_traced(req, Some(cx.clone())).await;
+        let mut result = self.completion_stream_traced(req, Some(cx.clone())).await;
+        if let Ok(r) = &mut result {
+            r.meta.trace_id = Some(telemetry::trace_id(&cx));
+        }
         match &result {
             // The stream ends the span when it ends.
             Ok(s) => telemetry::served(&cx, &s.meta),
@@ -492,7 +500,10 @@ impl Router {
             return self.embedding_traced(req, None).await;
         };
         let cx = t.request_span("embeddings", &req.model, false, None);
-        let result = self.embedding_traced(req, Some(cx.clone())).await;
+        let mut result = self.embedding_traced(req, Some(cx.clone())).await;
+        if let Ok(r) = &mut result {
+            r.meta.trace_id = Some(telemetry::trace_id(&cx));
+        }
         match &result {
             Ok(r) => {
                 telemetry::Telemetry::embedding_response(&cx, &r.response);

@@ -199,7 +199,12 @@ impl StreamState {
             }
         }
         match &self.first_id {
-            None => self.first_id = Some((chunk.id.clone(), chunk.created)),
+            None => {
+                for cx in [&self.attempt_span, &self.opts.trace].into_iter().flatten() {
+                    telemetry::response_model(cx, &chunk.model, &chunk.id);
+                }
+                self.first_id = Some((chunk.id.clone(), chunk.created));
+            }
             Some((id, created)) if !self.continued.is_empty() => {
                 // One answer: the continuation speaks under the original id.
                 chunk.id = id.clone();

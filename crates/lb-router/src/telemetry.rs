@@ -13,12 +13,15 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use lb_core::{ChatCompletionResponse, ChatMessage, Deployment, EmbeddingResponse, Usage};
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _};
+use opentelemetry::trace::{
+    Span as _, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _,
+};
 use opentelemetry::{Context, KeyValue, Value};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
@@ -51,6 +54,10 @@ pub struct TracingSettings {
     pub capture_message_content: bool,
     /// Timeout of one export request.
     pub export_timeout: Duration,
+    /// Share of new traces recorded (0 to 1), parent-based: a client's
+    /// sampling decision is followed. `None`: the SDK's default (every trace,
+    /// or `OTEL_TRACES_SAMPLER`).
+    pub sample_ratio: Option<f64>,
 }
 
 impl fmt::Debug for TracingSettings {
@@ -65,6 +72,7 @@ impl fmt::Debug for TracingSettings {
             .field("service_name", &self.service_name)
             .field("capture_message_content", &self.capture_message_content)
             .field("export_timeout", &self.export_timeout)
+            .field("sample_ratio", &self.sample_ratio)
             .finish()
     }
 }
@@ -84,6 +92,7 @@ impl Default for TracingSettings {
             service_name: DEFAULT_SERVICE_NAME.to_owned(),
             capture_message_content: false,
             export_timeout: Duration::from_secs(10),
+            sample_ratio: None,
         }
     }
 }
@@ -127,6 +136,9 @@ pub(crate) struct Telemetry {
     provider: SdkTracerProvider,
     tracer: SdkTracer,
     capture: bool,
+    /// Per deployment: its attempt spans' name and fixed attributes, built
+    /// once (shared strings, nothing copied per call).
+    deployments: Vec<(String, Vec<KeyValue>)>,
 }
 
 impl fmt::Debug for Telemetry {
@@ -151,8 +163,12 @@ impl Drop for Telemetry {
 }
 
 impl Telemetry {
-    /// The tracer and a batch exporter to `settings.endpoint`. Needs a tokio runtime.
-    pub(crate) fn new(settings: &TracingSettings) -> Result<Self, String> {
+    /// The tracer and a batch exporter to `settings.endpoint`, for
+    /// `deployments` (with their base URLs). Needs a tokio runtime.
+    pub(crate) fn new<'a>(
+        settings: &TracingSettings,
+        deployments: impl Iterator<Item = (&'a Deployment, &'a str)>,
+    ) -> Result<Self, String> {
         use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             "traces are exported from the tokio runtime: build the router inside one".to_owned()
@@ -178,7 +194,13 @@ impl Telemetry {
             .with_http_client(ExportClient { client, runtime })
             .build()
             .map_err(|e| format!("cannot build the OTLP exporter: {e}"))?;
-        let provider = SdkTracerProvider::builder()
+        let mut builder = SdkTracerProvider::builder();
+        if let Some(r) = settings.sample_ratio {
+            builder = builder.with_sampler(opentelemetry_sdk::trace::Sampler::ParentBased(
+                Box::new(opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(r)),
+            ));
+        }
+        let provider = builder
             .with_batch_exporter(exporter)
             .with_resource(
                 Resource::builder()
@@ -190,10 +212,24 @@ impl Telemetry {
             .with_version(env!("CARGO_PKG_VERSION"))
             .build();
         let tracer = provider.tracer_with_scope(scope);
+        let deployments = deployments
+            .map(|(d, api_base)| {
+                let attrs = vec![
+                    KeyValue::new("gen_ai.system", Arc::clone(&d.provider)),
+                    KeyValue::new("gen_ai.provider.name", Arc::clone(&d.provider)),
+                    KeyValue::new("gen_ai.request.model", Arc::<str>::from(d.model.as_str())),
+                    KeyValue::new("lb.deployment.id", Arc::clone(d.id.as_arc())),
+                    KeyValue::new("lb.model_group", Arc::clone(&d.model_group)),
+                    KeyValue::new("server.address", Arc::<str>::from(api_base)),
+                ];
+                (d.model.clone(), attrs)
+            })
+            .collect();
         Ok(Self {
             provider,
             tracer,
             capture: settings.capture_message_content,
+            deployments,
         })
     }
 
@@ -212,64 +248,61 @@ impl Telemetry {
         stream: bool,
         messages: Option<&[ChatMessage]>,
     ) -> Context {
-        let mut attrs = vec![
-            KeyValue::new("gen_ai.operation.name", operation),
-            KeyValue::new("gen_ai.request.model", model.to_owned()),
-            KeyValue::new("lb.stream", stream),
-        ];
-        if let (true, Some(m)) = (self.capture, messages) {
-            attrs.push(KeyValue::new("gen_ai.input.messages", json(m)));
-        }
         let parent = Context::current();
-        let span = self
+        let mut span = self
             .tracer
             .span_builder(format!("{operation} {model}"))
             .with_kind(SpanKind::Server)
-            .with_attributes(attrs)
             .start_with_context(&self.tracer, &parent);
+        // A trace sampled out costs no attributes.
+        if span.is_recording() {
+            span.set_attribute(KeyValue::new("gen_ai.operation.name", operation));
+            span.set_attribute(KeyValue::new("gen_ai.request.model", model.to_owned()));
+            span.set_attribute(KeyValue::new("lb.stream", stream));
+            if let (true, Some(m)) = (self.capture, messages) {
+                span.set_attribute(KeyValue::new("gen_ai.input.messages", json(m)));
+            }
+        }
         parent.with_span(span)
     }
 
     /// Starts the span of one upstream attempt, a child of the request's.
-    pub(crate) fn attempt_span(&self, parent: &Context, a: &AttemptInfo<'_>) -> Context {
-        let d = a.deployment;
-        let mut attrs = vec![
-            KeyValue::new("gen_ai.operation.name", a.operation),
-            KeyValue::new("gen_ai.system", d.provider.to_string()),
-            KeyValue::new("gen_ai.provider.name", d.provider.to_string()),
-            KeyValue::new("gen_ai.request.model", d.model.clone()),
-            KeyValue::new("lb.deployment.id", d.id.to_string()),
-            KeyValue::new("lb.model_group", d.model_group.to_string()),
-            KeyValue::new("lb.attempt", i64::from(a.attempt)),
-            KeyValue::new("lb.stream", a.stream),
-            KeyValue::new("server.address", a.api_base.to_owned()),
-        ];
-        if a.trial {
-            attrs.push(KeyValue::new("lb.half_open_trial", true));
-        }
-        if a.continuation {
-            attrs.push(KeyValue::new("lb.continuation", true));
-        }
-        if let Some(m) = a.max_tokens {
-            attrs.push(KeyValue::new("gen_ai.request.max_tokens", i64::from(m)));
-        }
-        if let Some(t) = a.temperature {
-            attrs.push(KeyValue::new("gen_ai.request.temperature", t));
-        }
-        let span = self
+    pub(crate) fn attempt_span(&self, parent: &Context, a: &AttemptInfo) -> Context {
+        let Some((model, fixed)) = self.deployments.get(a.index) else {
+            return parent.clone();
+        };
+        let mut span = self
             .tracer
-            .span_builder(format!("{} {}", a.operation, d.model))
+            .span_builder(format!("{} {model}", a.operation))
             .with_kind(SpanKind::Client)
-            .with_attributes(attrs)
             .start_with_context(&self.tracer, parent);
+        if span.is_recording() {
+            let mut attrs = Vec::with_capacity(fixed.len() + 6);
+            attrs.extend_from_slice(fixed);
+            attrs.push(KeyValue::new("gen_ai.operation.name", a.operation));
+            attrs.push(KeyValue::new("lb.attempt", i64::from(a.attempt)));
+            attrs.push(KeyValue::new("lb.stream", a.stream));
+            if a.trial {
+                attrs.push(KeyValue::new("lb.half_open_trial", true));
+            }
+            if a.continuation {
+                attrs.push(KeyValue::new("lb.continuation", true));
+            }
+            if let Some(m) = a.max_tokens {
+                attrs.push(KeyValue::new("gen_ai.request.max_tokens", i64::from(m)));
+            }
+            if let Some(t) = a.temperature {
+                attrs.push(KeyValue::new("gen_ai.request.temperature", t));
+            }
+            span.set_attributes(attrs);
+        }
         parent.with_span(span)
     }
 
     /// Records the chat answer on a span (attempt or request).
     pub(crate) fn chat_response(&self, cx: &Context, resp: &ChatCompletionResponse) {
+        response_model(cx, &resp.model, &resp.id);
         let span = cx.span();
-        span.set_attribute(KeyValue::new("gen_ai.response.model", resp.model.clone()));
-        span.set_attribute(KeyValue::new("gen_ai.response.id", resp.id.clone()));
         let reasons: Vec<opentelemetry::StringValue> = resp
             .choices
             .iter()
@@ -314,10 +347,10 @@ impl Telemetry {
 }
 
 /// What an attempt span says about its attempt.
-pub(crate) struct AttemptInfo<'a> {
+pub(crate) struct AttemptInfo {
     pub(crate) operation: &'static str,
-    pub(crate) deployment: &'a Deployment,
-    pub(crate) api_base: &'a str,
+    /// The deployment's position in the router.
+    pub(crate) index: usize,
     pub(crate) attempt: u32,
     pub(crate) stream: bool,
     pub(crate) trial: bool,
@@ -357,6 +390,13 @@ pub(crate) fn router_failed(cx: &Context, e: &crate::RouterError) {
     failed(cx, e.error_type(), Some(e.status()), &e.to_string());
 }
 
+/// The answering model and response id on a span.
+pub(crate) fn response_model(cx: &Context, model: &str, id: &str) {
+    let span = cx.span();
+    span.set_attribute(KeyValue::new("gen_ai.response.model", model.to_owned()));
+    span.set_attribute(KeyValue::new("gen_ai.response.id", id.to_owned()));
+}
+
 /// Token usage on a span.
 pub(crate) fn usage(cx: &Context, u: &Usage) {
     let span = cx.span();
@@ -390,6 +430,11 @@ pub(crate) fn failed(cx: &Context, error_type: &str, status: Option<u16>, messag
 /// Adds an event with attributes to the span of `cx`.
 pub(crate) fn event(cx: &Context, name: &'static str, attrs: Vec<KeyValue>) {
     cx.span().add_event(name, attrs);
+}
+
+/// The trace id of `cx`'s span, as 32 hex digits.
+pub(crate) fn trace_id(cx: &Context) -> String {
+    cx.span().span_context().trace_id().to_string()
 }
 
 /// Ends the span of `cx` now.
