@@ -7,6 +7,10 @@
 //! this API; the `lb-mock` binary serves it to other processes, controlled
 //! over HTTP under `/__mock/`.
 //!
+//! [`OtlpCollector`] is the matching fake OpenTelemetry collector: it takes
+//! OTLP/HTTP trace exports (protobuf or JSON) on a loopback port and keeps
+//! the decoded spans for assertions, or only counts them for benchmarks.
+//!
 //! It is built to never be the bottleneck of a gateway benchmark: counters
 //! are atomics, the behaviour is read lock-free (`arc-swap`), the script
 //! mutex is only touched when an atomic length says the script is
