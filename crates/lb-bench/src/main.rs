@@ -52,6 +52,15 @@ enum Cmd {
         #[arg(long, default_value = "docs/benchmarks.md")]
         out: String,
     },
+    /// Only the Redis phase of `bench`: the Redis backend versus memory.
+    Redis {
+        /// Seconds per configuration.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Where to write the results (a generated section is replaced).
+        #[arg(long, default_value = "docs/benchmarks.md")]
+        out: String,
+    },
     /// Only the observability phase of `bench`: metrics and traces on versus off.
     Observability {
         /// Seconds per configuration.
@@ -608,6 +617,7 @@ fn main() -> std::process::ExitCode {
                 Err(e) => Err(e),
             }
         }
+        Cmd::Redis { seconds, out } => rt.block_on(redis_phase::run(seconds, &out)),
         Cmd::Observability { seconds, out } => rt.block_on(metrics_phase::run(seconds, &out)),
         Cmd::StrategyReport { criterion_dir, out } => strategy_report::run(&criterion_dir, &out),
         Cmd::AdmissionReport { criterion_dir, out } => admission_report::run(&criterion_dir, &out),

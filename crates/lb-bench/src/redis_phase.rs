@@ -169,7 +169,7 @@ pub(crate) async fn run(seconds: u64, out: &str) -> Result<(), String> {
         "### Shared state in Redis versus memory\n\n\
 Command: `cargo xtask bench` ({seconds} s per configuration at concurrency 64; a local `redis-server` started by the bench; the same mock and load generator).\n\n\
 {table}\n\
-With limits, a call makes one Redis round trip on its path: the reservation (one Lua script, whose inner commands INFO counts too); the settlement runs in the background and the x-ratelimit status is re-read at most every 250 ms; LiteLLM's rpm-derived concurrency cap is counted per process. Without limits a call makes no Redis round trip.\n\
+With limits, a call makes one Redis round trip on its path: the reservation (one Lua script, whose inner commands INFO counts too); the settlement (real usage minus the estimate) costs no round trip of its own: it rides with the instance's next reservation script, or goes alone after 10 ms when there is none; the x-ratelimit status is re-read at most every 250 ms; LiteLLM's rpm-derived concurrency cap is counted per process. Without limits a call makes no Redis round trip.\n\
 {}.\n",
         verdicts.join("; ")
     );

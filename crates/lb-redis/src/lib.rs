@@ -34,9 +34,9 @@
 //! | operation | round trips |
 //! |---|---|
 //! | [`reserve`](CounterStore::reserve) | 1 (`EVALSHA`); 0 for no items |
-//! | [`settle`](CounterStore::settle) | 1 (`EVALSHA`); 0 if every actual equals its estimate |
-//! | [`release`](CounterStore::release) | 1, in a spawned task (off the caller's path) |
-//! | [`get_many`](CounterStore::get_many) | 1 (`MGET`); 0 for no counters |
+//! | [`settle`](CounterStore::settle) | 0 on the caller's path: queued, sent with the instance's next `reserve`, or after [`SETTLE_DELAY`] in one `EVALSHA` for every pending counter |
+//! | [`release`](CounterStore::release) | as `settle` |
+//! | [`get_many`](CounterStore::get_many) | 1 (`MGET`), plus 1 first when settlements are pending; 0 for no counters |
 //! | [`try_increment`](ConcurrencyStore::try_increment) | 1 (`EVALSHA`) |
 //! | [`decrement`](ConcurrencyStore::decrement) | 1, in a spawned task |
 //! | [`in_flight`](ConcurrencyStore::in_flight) | 1 (`GET`) |
@@ -83,7 +83,9 @@ mod bus;
 
 pub use bus::{RESUBSCRIBE_INTERVAL, RedisCooldownBus};
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime};
 
 use lb_core::{
@@ -112,32 +114,43 @@ pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long one connection attempt may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// KEYS: one per item. ARGV: per item, amount, limit, ttl in ms.
+/// First applies `n` pending settlements (as [`SETTLE`] does), then
+/// reserves. KEYS: the `n` settled counters, then one per item. ARGV: `n`,
+/// the `n` signed deltas, then per item amount, limit, ttl in ms.
 /// Returns `{1}` when admitted (all added), else `{0, current_1, ...}`
 /// where `current_i` is the counter's value plus the amounts of earlier
 /// items on the same key (what `MemoryStore` reports).
 static RESERVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+local n = tonumber(ARGV[1])
+for j = 1, n do
+  local k = KEYS[j]
+  if redis.call('EXISTS', k) == 1 then
+    local v = redis.call('INCRBY', k, ARGV[1 + j])
+    if v < 0 then redis.call('SET', k, 0, 'KEEPTTL') end
+  end
+end
+local o = 1 + n
 local base = {}
 local out = {0}
 local over = false
-for i = 1, #KEYS do
-  local k = KEYS[i]
+for i = 1, #KEYS - n do
+  local k = KEYS[n + i]
   local v = base[k]
   if v == nil then v = tonumber(redis.call('GET', k) or '0') or 0 end
-  local amount = tonumber(ARGV[3 * i - 2])
-  local limit = tonumber(ARGV[3 * i - 1])
+  local amount = tonumber(ARGV[o + 3 * i - 2])
+  local limit = tonumber(ARGV[o + 3 * i - 1])
   out[i + 1] = v
   if v + amount > limit then over = true end
   base[k] = v + amount
 end
 if over then return out end
-for i = 1, #KEYS do
-  local after = redis.call('INCRBY', KEYS[i], ARGV[3 * i - 2])
+for i = 1, #KEYS - n do
+  local after = redis.call('INCRBY', KEYS[n + i], ARGV[o + 3 * i - 2])
   -- The window's first write sets its expiry; later ones need not.
-  if tonumber(after) == tonumber(ARGV[3 * i - 2]) then
-    redis.call('PEXPIRE', KEYS[i], ARGV[3 * i])
+  if tonumber(after) == tonumber(ARGV[o + 3 * i - 2]) then
+    redis.call('PEXPIRE', KEYS[n + i], ARGV[o + 3 * i])
   end
 end
 return {1}
@@ -198,6 +211,63 @@ return 1
 pub struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
+    /// Settlements not yet sent: Redis key -> signed delta.
+    pending: Arc<Pending>,
+}
+
+/// Settlements waiting for the next round trip to Redis.
+#[derive(Default)]
+struct Pending {
+    deltas: Mutex<HashMap<String, i64>>,
+    /// A flush of these is scheduled.
+    scheduled: AtomicBool,
+}
+
+/// Longest a settlement waits for a reservation to carry it before it is
+/// sent on its own.
+pub const SETTLE_DELAY: Duration = Duration::from_millis(10);
+
+/// Most counters with a pending settlement kept while Redis cannot be
+/// reached; beyond it new settlements are dropped with a warning (their
+/// amounts then stay counted as reserved until the window ends).
+pub const MAX_PENDING_SETTLEMENTS: usize = 10_000;
+
+impl Pending {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        self.deltas
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds deltas; true if the map was empty (a flush must be scheduled).
+    fn add(&self, deltas: impl IntoIterator<Item = (String, i64)>) -> bool {
+        let mut map = self.lock();
+        let was_empty = map.is_empty();
+        for (k, d) in deltas {
+            if d == 0 {
+                continue;
+            }
+            let len = map.len();
+            match map.get_mut(&k) {
+                Some(v) => *v = v.saturating_add(d),
+                None if len < MAX_PENDING_SETTLEMENTS => {
+                    map.insert(k, d);
+                }
+                None => tracing::warn!(
+                    "redis settlement dropped: too many pending (Redis unreachable?)"
+                ),
+            }
+        }
+        was_empty && !map.is_empty()
+    }
+
+    fn take(&self) -> Vec<(String, i64)> {
+        let mut map = self.lock();
+        if map.is_empty() {
+            return Vec::new();
+        }
+        std::mem::take(&mut *map).into_iter().collect()
+    }
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -234,7 +304,54 @@ impl RedisStore {
         Ok(Self {
             conn,
             prefix: key_prefix.to_owned(),
+            pending: Arc::new(Pending::default()),
         })
+    }
+
+    /// Queues settlements; they travel with this instance's next
+    /// reservation, or on their own after [`SETTLE_DELAY`].
+    fn queue(&self, deltas: Vec<(String, i64)>) {
+        if deltas.is_empty() {
+            return;
+        }
+        self.pending.add(deltas);
+        if self.pending.scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let store = self.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    tokio::time::sleep(SETTLE_DELAY).await;
+                    store.pending.scheduled.store(false, Ordering::Release);
+                    if let Err(e) = store.flush().await {
+                        tracing::warn!(error = %e, "redis settle delayed: kept for the next round trip");
+                    }
+                });
+            }
+            // No runtime to send from: they go with the next reservation or read.
+            Err(_) => store.pending.scheduled.store(false, Ordering::Release),
+        }
+    }
+
+    /// Sends every pending settlement now (one `EVALSHA`; none if there is nothing).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let deltas = self.pending.take();
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = SETTLE.prepare_invoke();
+        for (k, d) in &deltas {
+            invocation.key(k).arg(*d);
+        }
+        let mut conn = self.conn.clone();
+        let result = invocation.invoke_async::<i64>(&mut conn).await;
+        if let Err(e) = result {
+            // Kept for the next round trip (Redis may be back by then).
+            self.pending.add(deltas);
+            return Err(store_error("settle", &e));
+        }
+        Ok(())
     }
 
     /// The key prefix, as given to [`connect`](Self::connect).
@@ -252,30 +369,19 @@ impl RedisStore {
         format!("{}:{}:inflight", self.prefix, key)
     }
 
-    async fn settle_items(&self, items: &[Reserved], actual: &[u64]) -> Result<(), StoreError> {
-        let mut invocation = SETTLE.prepare_invoke();
-        let mut any = false;
-        for (i, item) in items.iter().enumerate() {
-            let actual = actual.get(i).copied().unwrap_or(item.amount);
-            if actual == item.amount {
-                continue;
-            }
-            let delta = i128::from(actual) - i128::from(item.amount);
-            let delta = i64::try_from(delta).unwrap_or(if delta < 0 { i64::MIN } else { i64::MAX });
-            invocation
-                .key(self.counter_key(&item.key, item.window, item.index))
-                .arg(delta);
-            any = true;
-        }
-        if !any {
-            return Ok(());
-        }
-        let mut conn = self.conn.clone();
-        invocation
-            .invoke_async::<i64>(&mut conn)
-            .await
-            .map_err(|e| store_error("settle", &e))?;
-        Ok(())
+    /// Each item's `actual - reserved`, by Redis key (zero deltas left out).
+    fn deltas(&self, items: &[Reserved], actual: &[u64]) -> Vec<(String, i64)> {
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| {
+                let actual = actual.get(i).copied().unwrap_or(item.amount);
+                let delta = i128::from(actual) - i128::from(item.amount);
+                let delta =
+                    i64::try_from(delta).unwrap_or(if delta < 0 { i64::MIN } else { i64::MAX });
+                (delta != 0).then(|| (self.counter_key(&item.key, item.window, item.index), delta))
+            })
+            .collect()
     }
 
     /// Runs `fut` on the current Tokio runtime if there is one; otherwise
@@ -329,7 +435,13 @@ impl CounterStore for RedisStore {
         if items.is_empty() {
             return Ok(Reservation::default());
         }
+        // Settlements waiting to be sent ride along, applied first.
+        let settled = self.pending.take();
         let mut invocation = RESERVE.prepare_invoke();
+        invocation.arg(settled.len());
+        for (k, d) in &settled {
+            invocation.key(k).arg(*d);
+        }
         let mut indices = Vec::with_capacity(items.len());
         for item in items {
             let index = item.window.index(now);
@@ -347,10 +459,13 @@ impl CounterStore for RedisStore {
                 .arg(millis(ttl).max(1));
         }
         let mut conn = self.conn.clone();
-        let reply: Vec<u64> = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| store_error("reserve", &e))?;
+        let reply: Vec<u64> = match invocation.invoke_async(&mut conn).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.pending.add(settled);
+                return Err(store_error("reserve", &e).into());
+            }
+        };
         match reply.first() {
             Some(1) => Ok(Reservation::new(
                 items
@@ -398,25 +513,27 @@ impl CounterStore for RedisStore {
         }
     }
 
-    /// One `EVALSHA` adding `actual - reserved` to each counter whose key
-    /// still exists, never below zero.
+    /// Queues `actual - reserved` for each counter, and returns at once:
+    /// the deltas travel with this instance's next reservation, or on
+    /// their own after [`SETTLE_DELAY`] (one `EVALSHA` for every pending
+    /// counter). They are added only to counters whose key still exists,
+    /// never below zero.
     async fn settle(&self, reservation: Reservation, actual: &[u64]) -> Result<(), StoreError> {
-        self.settle_items(reservation.items(), actual).await
+        self.queue(self.deltas(reservation.items(), actual));
+        Ok(())
     }
 
-    /// Spawns the settle-with-zeros on the current Tokio runtime and returns
-    /// at once. Outside a runtime, or if Redis fails, the update is dropped
-    /// with a warning: the amounts then stay counted until their window
-    /// ends (the counter errs on the side of admitting less).
+    /// Queues the settle-with-zeros and returns at once (as
+    /// [`settle`](CounterStore::settle)). While Redis cannot be reached the
+    /// deltas wait (up to [`MAX_PENDING_SETTLEMENTS`] counters); amounts
+    /// not given back stay counted until their window ends (the counter errs
+    /// on the side of admitting less).
     fn release(&self, reservation: Reservation) {
         if reservation.is_empty() {
             return;
         }
-        let store = self.clone();
-        Self::spawn_update("release", async move {
-            let zeros = vec![0; reservation.items().len()];
-            store.settle_items(reservation.items(), &zeros).await
-        });
+        let zeros = vec![0; reservation.items().len()];
+        self.queue(self.deltas(reservation.items(), &zeros));
     }
 
     /// One `MGET` of each counter's key in its window at `now`.
@@ -428,6 +545,8 @@ impl CounterStore for RedisStore {
         if counters.is_empty() {
             return Ok(Vec::new());
         }
+        // This instance's own settlements first: it reads what it wrote.
+        self.flush().await?;
         let keys: Vec<String> = counters
             .iter()
             .map(|(key, window)| self.counter_key(key, *window, window.index(now)))

@@ -428,6 +428,40 @@ async fn two_instances_admit_exactly_the_limit() {
     assert_eq!(value(&c, "deployment:x:rpm", Window::MINUTE, now).await, 0);
 }
 
+/// Settlements cost no round trip of their own under load: they ride with
+/// the instance's next reservation; alone, they reach every instance
+/// within `SETTLE_DELAY`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settlements_ride_with_reservations_and_reach_other_instances() {
+    let server = RedisServer::start();
+    let a = RedisStore::connect(&server.url(), "lb").await.unwrap();
+    let b = RedisStore::connect(&server.url(), "lb").await.unwrap();
+    let now = at(1_700_000_000);
+    let before = scripts_run(Some(server.port())).await;
+    for _ in 0..100 {
+        let r = a
+            .reserve(&[item("rpm", 1, 1_000), item("tpm", 100, 100_000)], now)
+            .await
+            .unwrap();
+        a.settle(r, &[1, 10]).await.unwrap();
+    }
+    // The last settlement is still pending or on its timer; b sees it soon.
+    eventually("tpm seen by the other instance", 1_000, || async {
+        value(&b, "tpm", Window::MINUTE, now).await
+    })
+    .await;
+    assert_eq!(value(&b, "rpm", Window::MINUTE, now).await, 100);
+    let scripts = scripts_run(Some(server.port())).await - before;
+    assert!(
+        (100..150).contains(&scripts),
+        "100 reservations and 100 settlements took {scripts} scripts (each alone: 200)"
+    );
+    // An instance reads its own settlements at once.
+    let r = a.reserve(&[item("tpm", 100, 100_000)], now).await.unwrap();
+    a.settle(r, &[0]).await.unwrap();
+    assert_eq!(value(&a, "tpm", Window::MINUTE, now).await, 1_000);
+}
+
 /// Concurrency caps are global too: two instances, cap 5, 40 attempts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_a_concurrency_cap() {
