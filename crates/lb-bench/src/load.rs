@@ -64,7 +64,7 @@ fn unreachable_hist() -> Histogram<u64> {
 }
 
 #[allow(clippy::disallowed_methods)] // the load generator measures real time
-fn now() -> Instant {
+pub(crate) fn now() -> Instant {
     Instant::now()
 }
 

@@ -4,8 +4,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lb_mock::MockServer;
-use lb_router::Router;
+use lb_mock::{Fault, MockServer, RetryAfter};
+use lb_router::{ChatCompletionRequest, ChatMessage, Router};
 
 use crate::load::{self, Shot, Stop};
 
@@ -94,6 +94,61 @@ fn yaml(mock: &str, limits: bool, redis: Option<u16>) -> String {
     y
 }
 
+/// How long a cooldown opened by one router takes to show in another
+/// sharing the Redis (pub/sub), over `samples` cooldowns: sorted delays.
+async fn cooldown_visibility(
+    redis_port: u16,
+    mock: &MockServer,
+    samples: usize,
+) -> Result<Vec<Duration>, String> {
+    let url = mock.deployment(0).base_url();
+    let mut y = String::from("model_list:\n");
+    for i in 0..samples {
+        y.push_str(&format!(
+            "  - model_name: g\n    litellm_params: {{model: openai/m, api_base: \"{url}\"}}\n    model_info: {{id: d{i}}}\n"
+        ));
+    }
+    y.push_str(&format!(
+        "router_settings:\n  redis_url: redis://127.0.0.1:{redis_port}\n  redis_key_prefix: visibility\n  num_retries: 0\n"
+    ));
+    let a = Router::from_yaml(&y).map_err(|e| e.to_string())?;
+    let b = Router::from_yaml(&y).map_err(|e| e.to_string())?;
+    let listener = b.spawn_cooldown_listener();
+    // Let the subscription settle before the first cooldown.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut delays = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let id = format!("d{i}");
+        mock.deployment(0)
+            .fail_next(1, Fault::rate_limited(Some(RetryAfter::Seconds(60))));
+        let req = ChatCompletionRequest::new(id.clone(), vec![ChatMessage::user("hi")]);
+        if a.completion(req).await.is_ok() {
+            return Err("the rate-limited call succeeded".to_owned());
+        }
+        // A has opened the cooldown (and published it) before answering.
+        let t0 = load::now();
+        loop {
+            let cooling = b
+                .health()
+                .iter()
+                .any(|d| d.id.as_str() == id && !d.healthy);
+            if cooling {
+                delays.push(load::now().duration_since(t0));
+                break;
+            }
+            if load::now().duration_since(t0) > Duration::from_secs(5) {
+                return Err(format!("router B never saw {id} cooling down"));
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+    if let Some(l) = listener {
+        l.abort();
+    }
+    delays.sort_unstable();
+    Ok(delays)
+}
+
 /// Runs the four configurations and writes the section.
 pub(crate) async fn run(seconds: u64, out: &str) -> Result<(), String> {
     let redis = start_redis()?;
@@ -144,7 +199,22 @@ pub(crate) async fn run(seconds: u64, out: &str) -> Result<(), String> {
         }
         rows.push((limits, pair));
     }
+    let delays = cooldown_visibility(redis.port, &mock, 50).await?;
     mock.shutdown().await;
+    let pick = |q: f64| {
+        let i = ((delays.len() as f64 - 1.0) * q).round() as usize;
+        delays.get(i).copied().unwrap_or_default()
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let worst = delays.last().copied().unwrap_or_default();
+    let visibility = format!(
+        "Cooldowns shared through Redis: of {} cooldowns opened by one router (a 429 with Retry-After 60), another router sharing the Redis saw each after {:.2} ms at the median, {:.2} ms at p99, {:.2} ms at worst (polled every 0.2 ms; pub/sub, one hop). Target: visible within 100 ms: {}.",
+        delays.len(),
+        ms(pick(0.5)),
+        ms(pick(0.99)),
+        ms(worst),
+        if worst < Duration::from_millis(100) { "met" } else { "missed" }
+    );
     let mut table = String::from(
         "| limits configured | memory | Redis | Redis share | Redis commands per call (incl. inside scripts) |\n|---|---|---|---|---|\n",
     );
@@ -170,7 +240,7 @@ pub(crate) async fn run(seconds: u64, out: &str) -> Result<(), String> {
 Command: `cargo xtask bench` ({seconds} s per configuration at concurrency 64; a local `redis-server` started by the bench; the same mock and load generator).\n\n\
 {table}\n\
 With limits, a call makes one Redis round trip on its path: the reservation (one Lua script, whose inner commands INFO counts too); the settlement (real usage minus the estimate) costs no round trip of its own: it rides with the instance's next reservation script, or goes alone after 10 ms when there is none; the x-ratelimit status is re-read at most every 250 ms; LiteLLM's rpm-derived concurrency cap is counted per process. Without limits a call makes no Redis round trip.\n\
-{}.\n",
+{}.\n\n{visibility}\n",
         verdicts.join("; ")
     );
     println!("{section}");
