@@ -128,10 +128,7 @@ async fn cooldown_visibility(
         // A has opened the cooldown (and published it) before answering.
         let t0 = load::now();
         loop {
-            let cooling = b
-                .health()
-                .iter()
-                .any(|d| d.id.as_str() == id && !d.healthy);
+            let cooling = b.health().iter().any(|d| d.id.as_str() == id && !d.healthy);
             if cooling {
                 delays.push(load::now().duration_since(t0));
                 break;
@@ -213,7 +210,11 @@ pub(crate) async fn run(seconds: u64, out: &str) -> Result<(), String> {
         ms(pick(0.5)),
         ms(pick(0.99)),
         ms(worst),
-        if worst < Duration::from_millis(100) { "met" } else { "missed" }
+        if worst < Duration::from_millis(100) {
+            "met"
+        } else {
+            "missed"
+        }
     );
     let mut table = String::from(
         "| limits configured | memory | Redis | Redis share | Redis commands per call (incl. inside scripts) |\n|---|---|---|---|---|\n",

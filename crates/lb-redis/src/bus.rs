@@ -41,6 +41,7 @@ fn err(what: &str, e: &redis::RedisError) -> StoreError {
 impl RedisCooldownBus {
     /// A bus on `url` for keys under `key_prefix`; connects on first use.
     pub fn new(url: &str, key_prefix: &str) -> Self {
+        crate::tls_provider(url);
         // A random id per process, so an instance ignores its own messages.
         let instance = format!(
             "{:016x}",

@@ -287,6 +287,7 @@ impl RedisStore {
     /// made within [`CONNECT_TIMEOUT`]; later failures are retried by the
     /// connection manager. Error messages never contain the URL.
     pub async fn connect(url: &str, key_prefix: &str) -> Result<Self, StoreError> {
+        tls_provider(url);
         let client = redis::Client::open(url).map_err(|e| {
             StoreError::new(format!(
                 "invalid Redis URL (not shown, it may hold a password): {:?}",
@@ -402,6 +403,15 @@ impl RedisStore {
                 tracing::warn!("redis {what} dropped: no Tokio runtime to send it from");
             }
         }
+    }
+}
+
+/// For a `rediss://` URL, makes sure rustls has its process-wide crypto
+/// provider: with none chosen (or two compiled in) a TLS connection would
+/// panic. Keeps one an embedder installed before.
+pub(crate) fn tls_provider(url: &str) {
+    if url.starts_with("rediss://") {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     }
 }
 

@@ -462,6 +462,29 @@ async fn settlements_ride_with_reservations_and_reach_other_instances() {
     assert_eq!(value(&a, "tpm", Window::MINUTE, now).await, 1_000);
 }
 
+/// `rediss://` works: the same store over TLS (a self-signed server
+/// certificate, accepted with the `#insecure` fragment; with a real
+/// certificate no fragment is needed), and a plain-text client is refused.
+#[tokio::test]
+async fn tls_connections_reserve_and_read() {
+    let dir = std::env::temp_dir().join(format!("lb-redis-tls-{}", std::process::id()));
+    let server = RedisServer::start_tls(&dir);
+    let url = format!("rediss://127.0.0.1:{}/#insecure", server.port());
+    let store = RedisStore::connect(&url, "tls").await.unwrap();
+    let now = at(1_700_000_000);
+    let _ = store.reserve(&[item("rpm", 1, 2)], now).await.unwrap();
+    let _ = store.reserve(&[item("rpm", 1, 2)], now).await.unwrap();
+    assert!(store.reserve(&[item("rpm", 1, 2)], now).await.is_err());
+    assert_eq!(value(&store, "rpm", Window::MINUTE, now).await, 2);
+    // Without TLS the server does not answer.
+    let plain = format!("redis://127.0.0.1:{}/", server.port());
+    assert!(RedisStore::connect(&plain, "tls").await.is_err());
+    // Verification is on by default: a self-signed certificate is refused.
+    let verified = format!("rediss://127.0.0.1:{}/", server.port());
+    assert!(RedisStore::connect(&verified, "tls").await.is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Concurrency caps are global too: two instances, cap 5, 40 attempts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_a_concurrency_cap() {

@@ -72,6 +72,51 @@ impl RedisServer {
         panic!("redis-server on port {port} did not answer within 10 s");
     }
 
+    /// Starts one that speaks only TLS, with a fresh self-signed
+    /// certificate for `127.0.0.1` written under `dir`; clients need no
+    /// certificate of their own.
+    pub fn start_tls(dir: &std::path::Path) -> Self {
+        let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+            .expect("a self-signed certificate");
+        std::fs::create_dir_all(dir).expect("a directory for the certificate");
+        let (cert, pem_key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, key.cert.pem()).expect("write the certificate");
+        std::fs::write(&pem_key, key.signing_key.serialize_pem()).expect("write the key");
+        for _ in 0..20 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("find a free port")
+                .port();
+            let mut child = Command::new("redis-server")
+                .args(["--port", "0", "--tls-port", &port.to_string()])
+                .args(["--bind", "127.0.0.1"])
+                .args(["--save", ""])
+                .args(["--appendonly", "no"])
+                .arg("--tls-cert-file")
+                .arg(&cert)
+                .arg("--tls-key-file")
+                .arg(&pem_key)
+                .args(["--tls-auth-clients", "no"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server on PATH (with TLS support, as Debian builds it)");
+            for _ in 0..500 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // the port was taken: try another
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return RedisServer { child, port };
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("redis-server with TLS did not start on any of 20 free ports");
+    }
+
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port
