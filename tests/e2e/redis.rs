@@ -253,3 +253,92 @@ async fn two_instances_share_one_provider_budget() {
     );
     assert_eq!(h.dep(0).requests(), ok);
 }
+
+/// Half-open state is shared: when a cooldown ends, one trial call goes to
+/// the deployment among all instances, and when it passes every instance
+/// takes the deployment back.
+#[tokio::test]
+async fn one_trial_call_among_instances_and_its_success_is_shared() {
+    let redis = RedisServer::start().await;
+    let mut yaml = String::new();
+    let h = Harness::start_with(2, |u| {
+        yaml = format!(
+            "model_list:\n  - model_name: g\n    litellm_params: {{model: openai/m, api_base: \"{}\", order: 1}}\n    model_info: {{id: primary}}\n  - model_name: g\n    litellm_params: {{model: openai/m, api_base: \"{}\", order: 2}}\n    model_info: {{id: backup}}\nrouter_settings:\n  redis_url: {}\n  redis_key_prefix: trial\n",
+            u[0],
+            u[1],
+            redis.url()
+        );
+        yaml.clone()
+    })
+    .await;
+    let other_clock = lb_router::ManualClock::new();
+    let config = lb_router::RouterConfig::from_yaml(&yaml).unwrap();
+    let other_router = lb_router::RouterBuilder::from_config(config)
+        .clock(other_clock.shared())
+        .build()
+        .unwrap();
+    let other = lb_gateway::start(
+        "127.0.0.1:0".parse().unwrap(),
+        other_router.clone(),
+        GatewayOptions::default(),
+    )
+    .await
+    .unwrap();
+    let state = |r: &lb_router::Router| r.health()[0].healthy;
+    // Instance one meets a 429 (Retry-After 5 s): "primary" cools down
+    // there and, through Redis, in instance two.
+    h.dep(0).fail_next(
+        1,
+        lb_mock::Fault::rate_limited(Some(lb_mock::RetryAfter::Seconds(5))),
+    );
+    assert_eq!(burst(&[h.gateway.url()], 1).await, (1, 0));
+    for _ in 0..1000 {
+        if !state(&other_router) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(!state(&other_router), "the cooldown reached instance two");
+    // Both cooldowns end; "primary" is half-open in both, and slow to answer.
+    h.clock.advance(std::time::Duration::from_secs(6));
+    other_clock.advance(std::time::Duration::from_secs(6));
+    h.dep(0)
+        .update_behavior(|b| b.latency = std::time::Duration::from_millis(300));
+    h.dep(0).reset_counts();
+    h.dep(1).reset_counts();
+    // One call through each instance at once: one of them sends the trial,
+    // the other goes to the backup instead of a second trial.
+    assert_eq!(burst(&[h.gateway.url(), other.url()], 2).await, (2, 0));
+    assert_eq!(
+        (h.dep(0).requests(), h.dep(1).requests()),
+        (1, 1),
+        "one trial call in all"
+    );
+    // The trial passed: instance two hears it and closes "primary" without
+    // a trial of its own (its state gauge goes from half-open to healthy).
+    let primary_state = |text: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with("litellm_deployment_state{") && l.contains("model_id=\"primary\"")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_owned)
+    };
+    let mut closed = false;
+    for _ in 0..1000 {
+        if primary_state(&other_router.metrics_text().await).as_deref() == Some("0") {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(closed, "{}", other_router.metrics_text().await);
+    h.dep(0)
+        .update_behavior(|b| b.latency = std::time::Duration::ZERO);
+    assert_eq!(burst(&[h.gateway.url(), other.url()], 4).await, (4, 0));
+    assert_eq!(
+        (h.dep(0).requests(), h.dep(1).requests()),
+        (5, 1),
+        "every call since goes to the primary"
+    );
+}

@@ -688,6 +688,19 @@ pub trait CooldownBus: Send + Sync + fmt::Debug {
     fn publish(&self, cooldown: SharedCooldown);
 
     /// The cooldowns other instances announce, current ones first; the
-    /// channel closes when the bus does.
+    /// channel closes when the bus does. A `remaining` of zero announces
+    /// that the deployment recovered (another instance's trial call passed).
     async fn subscribe(&self) -> Result<tokio::sync::mpsc::Receiver<SharedCooldown>, StoreError>;
+
+    /// Claims the one trial call of a half-open deployment among all
+    /// instances, for at most `lease`: true if this instance may send it.
+    /// The default (one instance) always may.
+    async fn claim_trial(&self, _deployment: &str, _lease: Duration) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    /// Ends this instance's trial of `deployment` (never waits): frees the
+    /// claim, and when it `passed`, tells the other instances to take the
+    /// deployment back at once.
+    fn trial_over(&self, _deployment: &str, _passed: bool) {}
 }

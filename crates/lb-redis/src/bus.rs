@@ -66,6 +66,59 @@ impl RedisCooldownBus {
         format!("{}:cooldown:{deployment}", self.prefix)
     }
 
+    fn trial_key(&self, deployment: &str) -> String {
+        format!("{}:trial:{deployment}", self.prefix)
+    }
+
+    /// The publishing connection, made on first use.
+    async fn conn(&self) -> Result<redis::aio::ConnectionManager, StoreError> {
+        let client = self.client()?;
+        let conn = self
+            .publisher
+            .get_or_try_init(|| async {
+                client
+                    .get_connection_manager()
+                    .await
+                    .map_err(|e| err("connect", &e))
+            })
+            .await?;
+        Ok(conn.clone())
+    }
+
+    /// A handle on the same connection, for a spawned task.
+    fn handle(&self) -> Self {
+        Self {
+            client: self.client.clone(),
+            prefix: self.prefix.clone(),
+            instance: self.instance.clone(),
+            publisher: std::sync::Arc::clone(&self.publisher),
+        }
+    }
+
+    async fn trial_over_now(&self, deployment: &str, passed: bool) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        let _: i64 = conn
+            .del(self.trial_key(deployment))
+            .await
+            .map_err(|e| err("DEL", &e))?;
+        if passed {
+            let _: i64 = conn
+                .del(self.key(deployment))
+                .await
+                .map_err(|e| err("DEL", &e))?;
+            let recovered = SharedCooldown {
+                deployment: deployment.to_owned(),
+                remaining: Duration::ZERO,
+                reason: "recovered".to_owned(),
+            };
+            let _: i64 = conn
+                .publish(self.channel(), self.encode(&recovered))
+                .await
+                .map_err(|e| err("PUBLISH", &e))?;
+        }
+        Ok(())
+    }
+
     fn client(&self) -> Result<&redis::Client, StoreError> {
         self.client.as_ref().map_err(|m| StoreError::new(m.clone()))
     }
@@ -121,17 +174,7 @@ impl RedisCooldownBus {
     }
 
     async fn publish_now(&self, c: SharedCooldown) -> Result<(), StoreError> {
-        let client = self.client()?;
-        let conn = self
-            .publisher
-            .get_or_try_init(|| async {
-                client
-                    .get_connection_manager()
-                    .await
-                    .map_err(|e| err("connect", &e))
-            })
-            .await?;
-        let mut conn = conn.clone();
+        let mut conn = self.conn().await?;
         let ms = u64::try_from(c.remaining.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
@@ -159,15 +202,40 @@ impl CooldownBus for RedisCooldownBus {
         };
         // The bus is shared behind an Arc by its owner; publishing needs
         // only the connection, which is cloned into the task.
-        let bus = Self {
-            client: self.client.clone(),
-            prefix: self.prefix.clone(),
-            instance: self.instance.clone(),
-            publisher: std::sync::Arc::clone(&self.publisher),
-        };
+        let bus = self.handle();
         rt.spawn(async move {
             if let Err(e) = bus.publish_now(cooldown).await {
                 tracing::warn!(error = %e.message, "sharing a cooldown through redis failed");
+            }
+        });
+    }
+
+    /// `SET {prefix}:trial:{id} {instance} NX PX lease`: one round trip,
+    /// only when a deployment is half-open.
+    async fn claim_trial(&self, deployment: &str, lease: Duration) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        let ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
+        let reply: Option<String> = redis::cmd("SET")
+            .arg(self.trial_key(deployment))
+            .arg(&self.instance)
+            .arg("NX")
+            .arg("PX")
+            .arg(ms)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| err("SET NX", &e))?;
+        Ok(reply.is_some())
+    }
+
+    fn trial_over(&self, deployment: &str, passed: bool) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let bus = self.handle();
+        let deployment = deployment.to_owned();
+        rt.spawn(async move {
+            if let Err(e) = bus.trial_over_now(&deployment, passed).await {
+                tracing::warn!(error = %e.message, "sharing a trial's outcome through redis failed");
             }
         });
     }

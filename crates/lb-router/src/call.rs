@@ -538,9 +538,10 @@ impl Router {
                 match inner.health.check(i, inner.clock.now()) {
                     Availability::Available => {}
                     Availability::Trial => match inner.health.try_trial(i, inner.clock.now()) {
-                        Some(t) => trial = Some(t),
-                        None if wait.is_some() => break Stop::NoCandidateLeft,
-                        None => continue,
+                        // One trial among all instances sharing the state.
+                        Some(t) if self.claim_trial(i, op, opts).await => trial = Some(t),
+                        Some(_) | None if wait.is_some() => break Stop::NoCandidateLeft,
+                        Some(_) | None => continue,
                     },
                     Availability::CoolingDown { until, .. } => {
                         soonest = Some(soonest.map_or(until, |u| u.min(until)));
@@ -591,6 +592,9 @@ impl Router {
             match result {
                 Ok((out, guard)) => {
                     inner.health.record_success(i, inner.clock.now());
+                    if let (Some(_), Some(bus)) = (&trial, &inner.bus) {
+                        bus.trial_over(inner.entries[i].deployment.id.as_str(), true);
+                    }
                     drop(trial);
                     // Settle what is known now; a stream settles when it ends.
                     let usage = match &out {
@@ -665,6 +669,9 @@ impl Router {
                 Err(error) => {
                     held.settle_failed().await;
                     let cooldown = self.record_failure(i, &error, trial.is_some());
+                    if let (Some(_), Some(bus)) = (&trial, &inner.bus) {
+                        bus.trial_over(inner.entries[i].deployment.id.as_str(), false);
+                    }
                     if let Some(cx) = &span {
                         self.trace_failure(cx, i, &error, cooldown.as_ref());
                     }
@@ -831,6 +838,39 @@ impl Router {
             );
         }
         order
+    }
+
+    /// Whether this instance may send deployment `i`'s trial call: always
+    /// without shared state; with Redis, when it wins the claim (held for
+    /// the attempt's timeout, at most a minute, in case it dies mid-call).
+    /// Redis unreachable: yes (each instance then trials on its own).
+    async fn claim_trial(&self, i: usize, op: Op<'_>, opts: &CallOptions) -> bool {
+        let inner = &*self.inner;
+        let Some(bus) = &inner.bus else {
+            return true;
+        };
+        let d = &inner.entries[i].deployment;
+        let timeout = match op {
+            Op::Stream(_) => opts.stream_timeout.or(d.stream_timeout),
+            Op::Chat(_) | Op::Embed(_) => None,
+        }
+        .or(opts.timeout)
+        .or(d.timeout)
+        .unwrap_or(inner.settings.timeout);
+        let lease = timeout.min(Duration::from_secs(60));
+        match bus.claim_trial(d.id.as_str(), lease).await {
+            Ok(won) => {
+                if !won {
+                    tracing::debug!(deployment = %d.id, "another instance sends this deployment's trial call");
+                    self.trace_skip(opts, i, "trial_elsewhere");
+                }
+                won
+            }
+            Err(e) => {
+                tracing::warn!(deployment = %d.id, error = %e.message, "cannot claim the trial call through redis; trying locally");
+                true
+            }
+        }
     }
 
     /// The span of attempt number `attempt` of the call, on deployment `i`,

@@ -173,6 +173,12 @@ impl Router {
                 let Some(&i) = inner.by_id.get(c.deployment.as_str()) else {
                     continue;
                 };
+                if c.remaining.is_zero() {
+                    // Another instance's trial call passed: take it back now.
+                    inner.health.force_healthy(i);
+                    tracing::info!(deployment = %c.deployment, "deployment recovered (trial passed on another instance)");
+                    continue;
+                }
                 let ev = inner.health.force_cooldown(
                     i,
                     CooldownReason::Peer(c.reason),
