@@ -342,3 +342,70 @@ async fn one_trial_call_among_instances_and_its_success_is_shared() {
         "every call since goes to the primary"
     );
 }
+
+/// Strategy statistics are shared (approximately, once per
+/// `redis_stats_interval`): calls held in flight on one instance steer
+/// `least-busy` on the other.
+#[tokio::test]
+async fn in_flight_counts_are_shared_for_least_busy() {
+    let redis = RedisServer::start().await;
+    let mut yaml = String::new();
+    let h = Harness::start_with(2, |u| {
+        yaml = format!(
+            "{}{}router_settings:\n  routing_strategy: least-busy\n  redis_url: {}\n  redis_key_prefix: load\n  redis_stats_interval: 0.05\n",
+            lb_e2e::entry("g", "d0", &u[0], ""),
+            lb_e2e::entry("g", "d1", &u[1], ""),
+            redis.url()
+        );
+        format!("model_list:\n{yaml}")
+    })
+    .await;
+    let yaml = format!("model_list:\n{yaml}");
+    let other_clock = lb_router::ManualClock::new();
+    let config = lb_router::RouterConfig::from_yaml(&yaml).unwrap();
+    let other_router = lb_router::RouterBuilder::from_config(config)
+        .clock(other_clock.shared())
+        .build()
+        .unwrap();
+    let other = lb_gateway::start(
+        "127.0.0.1:0".parse().unwrap(),
+        other_router.clone(),
+        GatewayOptions::default(),
+    )
+    .await
+    .unwrap();
+    // Instance one holds three calls on d0 (addressed by id; the upstream hangs).
+    h.dep(0).fail_next(3, lb_mock::Fault::Hang);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let http = h.http.clone();
+        let url = format!("{}/v1/chat/completions", h.gateway.url());
+        held.push(tokio::spawn(async move {
+            let _ = http.post(url).json(&Harness::chat("d0")).send().await;
+        }));
+    }
+    // Instance two learns it within a few intervals.
+    let mut seen = false;
+    for _ in 0..1000 {
+        if other_router.in_flight_everywhere()[0].1 == 3 {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(seen, "{:?}", other_router.in_flight_everywhere());
+    assert_eq!(other_router.in_flight_everywhere()[1].1, 0);
+    // Its own counts are zero on both, yet each of its calls (one at a
+    // time) goes to d1.
+    for _ in 0..10 {
+        assert_eq!(burst(&[other.url()], 1).await, (1, 0));
+    }
+    assert_eq!(
+        (h.dep(0).requests(), h.dep(1).requests()),
+        (3, 10),
+        "least-busy on instance two saw instance one's calls on d0"
+    );
+    for t in held {
+        t.abort();
+    }
+}

@@ -41,8 +41,8 @@ pub use error::{ErrorClass, UpstreamError};
 pub use secret::Secret;
 pub use state::{
     ConcurrencyPermit, ConcurrencyStore, CooldownBus, CounterKey, CounterStore, Denied,
-    ParseWindowError, Reservation, Reserve, ReserveError, Reserved, SharedCooldown, StoreError,
-    Window,
+    DeploymentLoad, LoadExchange, ParseWindowError, Reservation, Reserve, ReserveError, Reserved,
+    SharedCooldown, StoreError, Window,
 };
 pub use types::{
     ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, Choice,

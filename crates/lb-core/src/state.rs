@@ -704,3 +704,34 @@ pub trait CooldownBus: Send + Sync + fmt::Debug {
     /// deployment back at once.
     fn trial_over(&self, _deployment: &str, _passed: bool) {}
 }
+
+/// One instance's load on one deployment, shared approximately between
+/// instances for the routing strategies.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeploymentLoad {
+    /// The deployment's id.
+    pub deployment: String,
+    /// Calls in flight.
+    pub in_flight: u64,
+    /// Mean seconds per output token of recent completions (latency window).
+    pub latency: Option<f64>,
+    /// Mean time to first token of recent streams, in seconds.
+    pub ttft: Option<f64>,
+    /// Peak-EWMA latency in seconds (for `latency-p2c`).
+    pub peak_ewma: Option<f64>,
+}
+
+/// Strategy statistics exchanged between router instances: each sends its
+/// own loads once per interval and gets the others' back, in one round
+/// trip off the request path.
+#[async_trait::async_trait]
+pub trait LoadExchange: Send + Sync + fmt::Debug {
+    /// Publishes `mine` (kept for `ttl`) and returns the other live
+    /// instances' loads, per deployment: in-flight counts summed, latencies
+    /// averaged over the instances that have them.
+    async fn exchange(
+        &self,
+        mine: Vec<DeploymentLoad>,
+        ttl: Duration,
+    ) -> Result<Vec<DeploymentLoad>, StoreError>;
+}

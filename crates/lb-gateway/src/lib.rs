@@ -126,6 +126,8 @@ pub async fn serve(
     let checks = router.spawn_health_checks();
     // Cooldowns shared by other instances (Redis), while serving.
     let listener_task = router.spawn_cooldown_listener();
+    // Strategy statistics shared with other instances (Redis), while serving.
+    let load_task = router.spawn_load_exchange();
     // No Nagle: every SSE chunk (and every small response) leaves at once
     // instead of waiting for the client's delayed ACK.
     let listener = listener.tap_io(|tcp| {
@@ -136,7 +138,7 @@ pub async fn serve(
     let result = axum::serve(listener, app(router, options))
         .with_graceful_shutdown(shutdown)
         .await;
-    for task in [checks, listener_task].into_iter().flatten() {
+    for task in [checks, listener_task, load_task].into_iter().flatten() {
         task.abort();
     }
     result

@@ -80,8 +80,10 @@
 //! error message.
 
 mod bus;
+mod load;
 
 pub use bus::{RESUBSCRIBE_INTERVAL, RedisCooldownBus};
+pub use load::RedisLoadExchange;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -417,7 +419,7 @@ pub(crate) fn tls_provider(url: &str) {
 
 /// A [`StoreError`] naming the operation and the kind of failure. Redis's
 /// error messages do not contain the connection URL.
-fn store_error(op: &str, e: &RedisError) -> StoreError {
+pub(crate) fn store_error(op: &str, e: &RedisError) -> StoreError {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connection_refusal() {

@@ -306,6 +306,27 @@ impl RouterBuilder {
                         .map(|e| (&*e.deployment, e.provider.api_base())),
                     group_order.iter().cloned(),
                 ),
+                load: self
+                    .settings
+                    .redis
+                    .as_ref()
+                    .filter(|r| {
+                        !r.stats_interval.is_zero()
+                            && (strategy_needs.in_flight || strategy_needs.latency)
+                    })
+                    .map(|r| {
+                        (
+                            Arc::new(lb_redis::RedisLoadExchange::new(
+                                r.url.expose(),
+                                &r.key_prefix,
+                            )) as Arc<dyn lb_core::LoadExchange>,
+                            r.stats_interval,
+                        )
+                    }),
+                remote: arc_swap::ArcSwap::from_pointee(vec![
+                    crate::router::RemoteLoad::default();
+                    entries.len()
+                ]),
                 bus: self.settings.redis.as_ref().map(|r| {
                     Arc::new(lb_redis::RedisCooldownBus::new(
                         r.url.expose(),

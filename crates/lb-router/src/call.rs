@@ -67,6 +67,15 @@ enum Stop {
     NoCandidateLeft,
 }
 
+/// This instance's figure and the other instances' mean, weighted equally;
+/// either alone when the other is unknown.
+fn blend(mine: Option<f64>, theirs: Option<f64>) -> Option<f64> {
+    match (mine, theirs) {
+        (Some(a), Some(b)) => Some((a + b) / 2.0),
+        (a, b) => a.or(b),
+    }
+}
+
 /// A continuation request in the form `provider` accepts; other requests as they are.
 fn continuation_form<'r>(
     provider: &dyn lb_providers::Provider,
@@ -762,6 +771,9 @@ impl Router {
         levels.dedup();
         let mut order = Vec::with_capacity(usable.len());
         let mut rng = self.rng();
+        // Other instances' loads (Redis), when shared: empty otherwise.
+        let remote = inner.load.as_ref().map(|_| inner.remote.load());
+        let remote_of = |i: usize| remote.as_ref().and_then(|r| r.get(i).copied());
         for level in levels {
             let members: Vec<(usize, usize)> = usable
                 .iter()
@@ -774,8 +786,9 @@ impl Router {
                 .map(|&(k, i)| {
                     let e = &inner.entries[i];
                     let mut c = Candidate::new(&e.deployment);
+                    let elsewhere = remote_of(i);
                     if needs.in_flight {
-                        c.in_flight = e.stats.in_flight();
+                        c.in_flight = e.stats.in_flight() + elsewhere.map_or(0, |r| r.in_flight);
                     }
                     if needs.cost {
                         c.cost_per_token = self.cost_per_token(i);
@@ -785,12 +798,13 @@ impl Router {
                             Ok(g) => g,
                             Err(p) => p.into_inner(),
                         };
-                        c.latency = if call.stream {
-                            l.ttft.mean(now)
+                        let (mine, theirs) = if call.stream {
+                            (l.ttft.mean(now), elsewhere.and_then(|r| r.ttft))
                         } else {
-                            l.completion.mean(now)
+                            (l.completion.mean(now), elsewhere.and_then(|r| r.latency))
                         };
-                        c.peak_ewma = l.ewma.get(now);
+                        c.latency = blend(mine, theirs);
+                        c.peak_ewma = blend(l.ewma.get(now), elsewhere.and_then(|r| r.peak_ewma));
                     }
                     if let Some(&(tpm, rpm)) = usage.get(k) {
                         c.tpm_used = tpm;

@@ -116,7 +116,14 @@ pub struct RedisSettings {
     /// `redis_fail_mode: closed`: refuse calls that need a global limit while Redis is down
     /// (default `open`: let them through on local judgement, with a warning).
     pub fail_closed: bool,
+    /// How often each instance shares its strategy statistics (in-flight
+    /// counts, latencies) and reads the others' (`redis_stats_interval`,
+    /// ours; default 1 s; 0 keeps them per instance).
+    pub stats_interval: Duration,
 }
+
+/// Default `redis_stats_interval`.
+pub const DEFAULT_REDIS_STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Longest gap between stream chunks by default.
 pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -725,8 +732,14 @@ impl Parser {
                 "max_stream_continuations" => {
                     cfg.settings.max_stream_continuations = self.small_int(v, &path)?
                 }
-                "redis_url" | "redis_host" | "redis_port" | "redis_password"
-                | "redis_key_prefix" | "redis_fail_mode" | "otel" => {}
+                "redis_url"
+                | "redis_host"
+                | "redis_port"
+                | "redis_password"
+                | "redis_key_prefix"
+                | "redis_fail_mode"
+                | "redis_stats_interval"
+                | "otel" => {}
                 "num_retries" => cfg.settings.num_retries = self.small_int(v, &path)?,
                 "timeout" => {
                     if let Some(t) = self.optional_seconds(v, &path)? {
@@ -961,6 +974,12 @@ impl Parser {
             url: Secret::new(url),
             key_prefix,
             fail_closed,
+            stats_interval: match get("redis_stats_interval") {
+                Some(v) => self
+                    .optional_seconds(v, &path("redis_stats_interval"))?
+                    .unwrap_or(Duration::ZERO),
+                None => DEFAULT_REDIS_STATS_INTERVAL,
+            },
         });
         Ok(())
     }
@@ -1793,6 +1812,18 @@ model_list:
         assert_eq!(r.url.expose(), "redis://:pw@cache.internal:6380");
         assert!(r.fail_closed);
         assert_eq!(r.key_prefix, "lb");
+        assert_eq!(r.stats_interval, DEFAULT_REDIS_STATS_INTERVAL);
+        let r = RouterConfig::from_yaml(
+            "router_settings:\n  redis_url: redis://r\n  redis_stats_interval: 0\n",
+        )
+        .unwrap()
+        .settings
+        .redis
+        .unwrap();
+        assert!(
+            r.stats_interval.is_zero(),
+            "0 keeps statistics per instance"
+        );
         assert!(!format!("{:?}", cfg.settings.redis).contains("pw@"));
         assert_eq!(
             err("router_settings:\n  redis_url: http://x\n"),

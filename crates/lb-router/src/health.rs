@@ -152,6 +152,92 @@ impl Router {
         }))
     }
 
+    /// Starts sharing strategy statistics with the other instances (when
+    /// Redis is configured and the strategy reads in-flight counts or
+    /// latencies): every `redis_stats_interval`, one round trip sends this
+    /// instance's and fetches theirs, which ranking then adds in. The task
+    /// runs until aborted.
+    pub fn spawn_load_exchange(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let (exchange, interval) = self.inner.load.clone()?;
+        let router = self.clone();
+        Some(tokio::spawn(async move {
+            let mut failing = false;
+            loop {
+                tokio::time::sleep(interval).await;
+                let inner = &*router.inner;
+                let now = inner.clock.now();
+                let mine = inner
+                    .entries
+                    .iter()
+                    .map(|e| {
+                        let l = match e.latency.lock() {
+                            Ok(g) => g,
+                            Err(p) => p.into_inner(),
+                        };
+                        lb_core::DeploymentLoad {
+                            deployment: e.deployment.id.to_string(),
+                            in_flight: e.stats.in_flight(),
+                            latency: l.completion.mean(now),
+                            ttft: l.ttft.mean(now),
+                            peak_ewma: l.ewma.get(now),
+                        }
+                    })
+                    .collect();
+                // Kept for three intervals: an instance that stops stops counting.
+                match exchange.exchange(mine, interval.saturating_mul(3)).await {
+                    Ok(theirs) => {
+                        failing = false;
+                        let mut remote =
+                            vec![crate::router::RemoteLoad::default(); inner.entries.len()];
+                        for t in theirs {
+                            if let Some(&i) = inner.by_id.get(t.deployment.as_str()) {
+                                remote[i] = crate::router::RemoteLoad {
+                                    in_flight: t.in_flight,
+                                    latency: t.latency,
+                                    ttft: t.ttft,
+                                    peak_ewma: t.peak_ewma,
+                                };
+                            }
+                        }
+                        inner.remote.store(Arc::new(remote));
+                    }
+                    Err(e) => {
+                        if !failing {
+                            tracing::warn!(error = %e.message, "sharing strategy statistics through redis failed; ranking on this instance's own");
+                        }
+                        failing = true;
+                        // Stale loads of others would mislead: forget them.
+                        inner.remote.store(Arc::new(vec![
+                            crate::router::RemoteLoad::default();
+                            inner.entries.len()
+                        ]));
+                    }
+                }
+            }
+        }))
+    }
+
+    /// Calls in flight on each deployment, on this instance and (when
+    /// strategy statistics are shared through Redis) on the others, as last
+    /// exchanged.
+    pub fn in_flight_everywhere(&self) -> Vec<(DeploymentId, u64)> {
+        let inner = &*self.inner;
+        let remote = inner.remote.load();
+        inner
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let elsewhere = if inner.load.is_some() {
+                    remote.get(i).map_or(0, |r| r.in_flight)
+                } else {
+                    0
+                };
+                (e.deployment.id.clone(), e.stats.in_flight() + elsewhere)
+            })
+            .collect()
+    }
+
     /// Starts listening for cooldowns other instances share (when Redis is
     /// configured): each is applied here for the time it still has to run.
     /// The task runs until aborted.

@@ -89,6 +89,15 @@ impl fmt::Debug for RoutedStream {
     }
 }
 
+/// The other instances' load on one deployment (see [`lb_core::LoadExchange`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RemoteLoad {
+    pub(crate) in_flight: u64,
+    pub(crate) latency: Option<f64>,
+    pub(crate) ttft: Option<f64>,
+    pub(crate) peak_ewma: Option<f64>,
+}
+
 pub(crate) struct Entry {
     pub(crate) deployment: Arc<Deployment>,
     pub(crate) provider: Arc<dyn Provider>,
@@ -155,6 +164,11 @@ pub(crate) struct Inner {
     pub(crate) telemetry: Option<crate::telemetry::Telemetry>,
     /// Cooldowns shared with other instances (Redis), when configured.
     pub(crate) bus: Option<Arc<dyn lb_core::CooldownBus>>,
+    /// Strategy statistics shared with other instances (Redis), when the
+    /// strategy reads any and `redis_stats_interval` is not 0.
+    pub(crate) load: Option<(Arc<dyn lb_core::LoadExchange>, Duration)>,
+    /// The other instances' loads, by deployment index (from `load`).
+    pub(crate) remote: arc_swap::ArcSwap<Vec<RemoteLoad>>,
     pub(crate) strategy_needs: StrategyNeeds,
     /// Per group: its deployments' shuffle weights, summed once.
     pub(crate) group_weights: HashMap<Arc<str>, Arc<lb_strategies::WeightIndex>>,
