@@ -134,26 +134,24 @@ for j = 1, n do
   end
 end
 local o = 1 + n
-local base = {}
 local out = {0}
 local over = false
+-- Add first (one command per counter), then undo it all if any is over.
 for i = 1, #KEYS - n do
-  local k = KEYS[n + i]
-  local v = base[k]
-  if v == nil then v = tonumber(redis.call('GET', k) or '0') or 0 end
   local amount = tonumber(ARGV[o + 3 * i - 2])
-  local limit = tonumber(ARGV[o + 3 * i - 1])
-  out[i + 1] = v
-  if v + amount > limit then over = true end
-  base[k] = v + amount
-end
-if over then return out end
-for i = 1, #KEYS - n do
-  local after = redis.call('INCRBY', KEYS[n + i], ARGV[o + 3 * i - 2])
+  local after = tonumber(redis.call('INCRBY', KEYS[n + i], ARGV[o + 3 * i - 2]))
   -- The window's first write sets its expiry; later ones need not.
-  if tonumber(after) == tonumber(ARGV[o + 3 * i - 2]) then
+  if after == amount then
     redis.call('PEXPIRE', KEYS[n + i], ARGV[o + 3 * i])
   end
+  out[i + 1] = after - amount
+  if after > tonumber(ARGV[o + 3 * i - 1]) then over = true end
+end
+if over then
+  for i = 1, #KEYS - n do
+    redis.call('DECRBY', KEYS[n + i], ARGV[o + 3 * i - 2])
+  end
+  return out
 end
 return {1}
 ",
@@ -711,8 +709,13 @@ impl CounterStore for LazyRedisStore {
             .await
     }
 
+    /// Never connects (a reservation to settle means the store is
+    /// connected): queues the settlement, as [`RedisStore`] does.
     async fn settle(&self, reservation: Reservation, actual: &[u64]) -> Result<(), StoreError> {
-        self.store().await?.settle(reservation, actual).await
+        match self.store.get() {
+            Some(s) => s.settle(reservation, actual).await,
+            None => Ok(()),
+        }
     }
 
     fn release(&self, reservation: Reservation) {

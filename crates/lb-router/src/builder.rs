@@ -399,6 +399,8 @@ fn build_limits(
     }
     // Shared state: Redis when configured (connected on first use), else memory.
     let remote = settings.redis.is_some() || counter_store.is_some();
+    // Redis queues settlements (no round trip); a custom store may not.
+    let settle_in_background = counter_store.is_some();
     let (counter_store, concurrency_store) =
         match (&settings.redis, counter_store, concurrency_store) {
             (Some(r), None, None) => {
@@ -418,6 +420,7 @@ fn build_limits(
     Ok(Limits {
         fail_closed: settings.redis.as_ref().is_some_and(|r| r.fail_closed),
         remote,
+        settle_in_background,
         rate_cache: std::sync::Mutex::new(std::collections::HashMap::new()),
         needs_usage,
         store: counter_store.unwrap_or_else(|| memory.clone()),

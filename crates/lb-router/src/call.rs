@@ -617,7 +617,7 @@ impl Router {
                             if let Some(u) = usage {
                                 inner.metrics.usage(i, u, cost);
                             }
-                            held.settle_maybe_later(usage, cost, inner.limits.remote)
+                            held.settle_maybe_later(usage, cost, inner.limits.settle_in_background)
                                 .await;
                             (cost, None)
                         }

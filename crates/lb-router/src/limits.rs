@@ -42,6 +42,9 @@ pub(crate) struct Limits {
     /// The store is remote (Redis): settlements and rate-limit headers stay
     /// off the request path (at most one round trip per call: the reservation).
     pub(crate) remote: bool,
+    /// Settlements go to a spawned task (a custom store of unknown speed);
+    /// Redis's are queued at once, so they are settled inline.
+    pub(crate) settle_in_background: bool,
     /// Per group: the rate-limit status last read and when it was asked for (remote store only).
     pub(crate) rate_cache: std::sync::Mutex<std::collections::HashMap<String, CachedRateLimits>>,
 }
