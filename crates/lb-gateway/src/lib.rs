@@ -135,9 +135,12 @@ pub async fn serve(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    let result = axum::serve(listener, app(router, options))
+    let result = axum::serve(listener, app(router.clone(), options))
         .with_graceful_shutdown(shutdown)
         .await;
+    // The spans of the last requests (those drained by the graceful
+    // shutdown included) are exported before the process ends.
+    router.shutdown_traces().await;
     for task in [checks, listener_task, load_task].into_iter().flatten() {
         task.abort();
     }

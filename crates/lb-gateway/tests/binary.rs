@@ -290,6 +290,15 @@ async fn json_logs_give_one_line_per_request_with_its_fields_and_no_keys() {
         trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()),
         "{s}"
     );
+    // The gateway exported that request's spans before it exited on SIGTERM
+    // (well before the batch exporter's 5 s schedule).
+    let spans = collector.trace(trace_id);
+    assert!(
+        spans
+            .iter()
+            .any(|sp| sp.kind == "server" && sp.str_attr("lb.deployment.id") == Some("d0")),
+        "{spans:#?}"
+    );
     let failed: Vec<&serde_json::Value> = lines
         .iter()
         .filter(|l| l["message"] == "request failed")

@@ -8,6 +8,20 @@ use lb_core::{CooldownBus, SharedCooldown, StoreError};
 use redis::AsyncCommands;
 use tokio::sync::mpsc;
 
+/// KEYS[1]: a trial claim; ARGV[1]: this instance. Deletes it if it is ours.
+static RELEASE_CLAIM: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+",
+    )
+});
+
+/// Longest a trial claim waits for Redis on the request path; after that
+/// the instance decides alone.
+pub const CLAIM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How long a lost subscription waits before subscribing again.
 pub const RESUBSCRIBE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -77,7 +91,7 @@ impl RedisCooldownBus {
             .publisher
             .get_or_try_init(|| async {
                 client
-                    .get_connection_manager()
+                    .get_connection_manager_with_config(crate::manager_config())
                     .await
                     .map_err(|e| err("connect", &e))
             })
@@ -97,11 +111,14 @@ impl RedisCooldownBus {
 
     async fn trial_over_now(&self, deployment: &str, passed: bool) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
-        let _: i64 = conn
-            .del(self.trial_key(deployment))
+        // Only our own claim: after a lease ran out it may be another's.
+        let ours: i64 = RELEASE_CLAIM
+            .key(self.trial_key(deployment))
+            .arg(&self.instance)
+            .invoke_async(&mut conn)
             .await
-            .map_err(|e| err("DEL", &e))?;
-        if passed {
+            .map_err(|e| err("release claim", &e))?;
+        if passed && ours == 1 {
             let _: i64 = conn
                 .del(self.key(deployment))
                 .await
@@ -213,18 +230,23 @@ impl CooldownBus for RedisCooldownBus {
     /// `SET {prefix}:trial:{id} {instance} NX PX lease`: one round trip,
     /// only when a deployment is half-open.
     async fn claim_trial(&self, deployment: &str, lease: Duration) -> Result<bool, StoreError> {
-        let mut conn = self.conn().await?;
-        let ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
-        let reply: Option<String> = redis::cmd("SET")
-            .arg(self.trial_key(deployment))
-            .arg(&self.instance)
-            .arg("NX")
-            .arg("PX")
-            .arg(ms)
-            .query_async(&mut conn)
+        let claim = async {
+            let mut conn = self.conn().await?;
+            let ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
+            let reply: Option<String> = redis::cmd("SET")
+                .arg(self.trial_key(deployment))
+                .arg(&self.instance)
+                .arg("NX")
+                .arg("PX")
+                .arg(ms)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| err("SET NX", &e))?;
+            Ok(reply.is_some())
+        };
+        tokio::time::timeout(CLAIM_TIMEOUT, claim)
             .await
-            .map_err(|e| err("SET NX", &e))?;
-        Ok(reply.is_some())
+            .unwrap_or_else(|_| Err(StoreError::new("redis trial claim timed out")))
     }
 
     fn trial_over(&self, deployment: &str, passed: bool) {

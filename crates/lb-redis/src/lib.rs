@@ -223,6 +223,10 @@ struct Pending {
     scheduled: AtomicBool,
 }
 
+/// Largest settlement of one counter (about 10^15: a thousand billion
+/// tokens, or a billion dollars in micro-dollars).
+const MAX_DELTA: i128 = 1_000_000_000_000_000;
+
 /// Longest a settlement waits for a reservation to carry it before it is
 /// sent on its own.
 pub const SETTLE_DELAY: Duration = Duration::from_millis(10);
@@ -261,13 +265,58 @@ impl Pending {
         was_empty && !map.is_empty()
     }
 
-    fn take(&self) -> Vec<(String, i64)> {
+    /// Takes every pending delta, to send. Until [`Taken::sent`] is called,
+    /// dropping them (an error, a cancelled call) puts back the ones whose
+    /// loss would over-admit (see [`Taken`]).
+    fn take(&self) -> Taken<'_> {
         let mut map = self.lock();
-        if map.is_empty() {
-            return Vec::new();
+        let deltas = if map.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut *map).into_iter().collect()
+        };
+        Taken {
+            pending: self,
+            deltas,
+            sent: false,
         }
-        std::mem::take(&mut *map).into_iter().collect()
     }
+}
+
+/// Deltas on their way to Redis. When it is not known whether they were
+/// applied (a timeout, a lost connection, a cancelled call), the positive
+/// ones are queued again and the negative ones dropped: applying a
+/// positive delta twice makes a counter admit less, losing a negative one
+/// too, while the reverse would let calls over the limit.
+struct Taken<'a> {
+    pending: &'a Pending,
+    deltas: Vec<(String, i64)>,
+    sent: bool,
+}
+
+impl Taken<'_> {
+    /// They were applied (or must not be retried): nothing is queued again.
+    fn sent(mut self) {
+        self.sent = true;
+    }
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        if !self.sent {
+            let retry = std::mem::take(&mut self.deltas)
+                .into_iter()
+                .filter(|(_, d)| *d > 0);
+            self.pending.add(retry);
+        }
+    }
+}
+
+/// Whether a failed command may have run (a timeout or lost connection),
+/// as opposed to an answer from Redis that it did not (a script error,
+/// which retrying would only repeat).
+fn uncertain(e: &RedisError) -> bool {
+    e.is_timeout() || e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped()
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -294,12 +343,7 @@ impl RedisStore {
                 e.kind()
             ))
         })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_with_config(client, config)
+        let conn = ConnectionManager::new_with_config(client, manager_config())
             .await
             .map_err(|e| store_error("connect", &e))?;
         Ok(Self {
@@ -323,10 +367,19 @@ impl RedisStore {
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 handle.spawn(async move {
-                    tokio::time::sleep(SETTLE_DELAY).await;
-                    store.pending.scheduled.store(false, Ordering::Release);
-                    if let Err(e) = store.flush().await {
-                        tracing::warn!(error = %e, "redis settle delayed: kept for the next round trip");
+                    let mut delay = SETTLE_DELAY;
+                    loop {
+                        tokio::time::sleep(delay).await;
+                        store.pending.scheduled.store(false, Ordering::Release);
+                        let Err(e) = store.flush().await else { break };
+                        tracing::warn!(error = %e, "redis settle delayed: retrying in a second");
+                        // Try again later, unless another flush is scheduled.
+                        if store.pending.lock().is_empty()
+                            || store.pending.scheduled.swap(true, Ordering::AcqRel)
+                        {
+                            break;
+                        }
+                        delay = Duration::from_secs(1);
                     }
                 });
             }
@@ -337,22 +390,29 @@ impl RedisStore {
 
     /// Sends every pending settlement now (one `EVALSHA`; none if there is nothing).
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let deltas = self.pending.take();
-        if deltas.is_empty() {
+        let taken = self.pending.take();
+        if taken.deltas.is_empty() {
+            taken.sent();
             return Ok(());
         }
         let mut invocation = SETTLE.prepare_invoke();
-        for (k, d) in &deltas {
+        for (k, d) in &taken.deltas {
             invocation.key(k).arg(*d);
         }
         let mut conn = self.conn.clone();
-        let result = invocation.invoke_async::<i64>(&mut conn).await;
-        if let Err(e) = result {
-            // Kept for the next round trip (Redis may be back by then).
-            self.pending.add(deltas);
-            return Err(store_error("settle", &e));
+        match invocation.invoke_async::<i64>(&mut conn).await {
+            Ok(_) => {
+                taken.sent();
+                Ok(())
+            }
+            Err(e) => {
+                if !uncertain(&e) {
+                    tracing::warn!(error = %e, "redis settlements dropped: Redis refused them");
+                    taken.sent();
+                }
+                Err(store_error("settle", &e))
+            }
         }
-        Ok(())
     }
 
     /// The key prefix, as given to [`connect`](Self::connect).
@@ -378,8 +438,8 @@ impl RedisStore {
             .filter_map(|(i, item)| {
                 let actual = actual.get(i).copied().unwrap_or(item.amount);
                 let delta = i128::from(actual) - i128::from(item.amount);
-                let delta =
-                    i64::try_from(delta).unwrap_or(if delta < 0 { i64::MIN } else { i64::MAX });
+                // Clamped far below i64's range, so sums in Redis cannot overflow.
+                let delta = delta.clamp(-MAX_DELTA, MAX_DELTA) as i64;
                 (delta != 0).then(|| (self.counter_key(&item.key, item.window, item.index), delta))
             })
             .collect()
@@ -404,6 +464,16 @@ impl RedisStore {
             }
         }
     }
+}
+
+/// Bounded waits for every connection of this crate: a command fails after
+/// [`RESPONSE_TIMEOUT`] instead of waiting out a long reconnect.
+pub(crate) fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(2))
 }
 
 /// For a `rediss://` URL, makes sure rustls has its process-wide crypto
@@ -448,8 +518,8 @@ impl CounterStore for RedisStore {
         // Settlements waiting to be sent ride along, applied first.
         let settled = self.pending.take();
         let mut invocation = RESERVE.prepare_invoke();
-        invocation.arg(settled.len());
-        for (k, d) in &settled {
+        invocation.arg(settled.deltas.len());
+        for (k, d) in &settled.deltas {
             invocation.key(k).arg(*d);
         }
         let mut indices = Vec::with_capacity(items.len());
@@ -470,9 +540,17 @@ impl CounterStore for RedisStore {
         }
         let mut conn = self.conn.clone();
         let reply: Vec<u64> = match invocation.invoke_async(&mut conn).await {
-            Ok(r) => r,
+            Ok(r) => {
+                settled.sent();
+                r
+            }
             Err(e) => {
-                self.pending.add(settled);
+                if !uncertain(&e) {
+                    if !settled.deltas.is_empty() {
+                        tracing::warn!(error = %e, "redis settlements dropped: Redis refused the script");
+                    }
+                    settled.sent();
+                }
                 return Err(store_error("reserve", &e).into());
             }
         };

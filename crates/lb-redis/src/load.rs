@@ -144,7 +144,7 @@ impl LoadExchange for RedisLoadExchange {
             .conn
             .get_or_try_init(|| async {
                 client
-                    .get_connection_manager()
+                    .get_connection_manager_with_config(crate::manager_config())
                     .await
                     .map_err(|e| crate::store_error("connect", &e))
             })

@@ -33,6 +33,20 @@ pub(crate) struct Hold {
     pub(crate) span: Option<opentelemetry::Context>,
 }
 
+/// This instance's claim on a half-open deployment's one shared trial call;
+/// released when dropped (and the other instances told when it `passed`).
+struct SharedTrial {
+    bus: Arc<dyn lb_core::CooldownBus>,
+    deployment: lb_core::DeploymentId,
+    passed: bool,
+}
+
+impl Drop for SharedTrial {
+    fn drop(&mut self) {
+        self.bus.trial_over(self.deployment.as_str(), self.passed);
+    }
+}
+
 /// A group's successful attempt.
 struct GroupSuccess {
     out: Output,
@@ -547,10 +561,9 @@ impl Router {
                 match inner.health.check(i, inner.clock.now()) {
                     Availability::Available => {}
                     Availability::Trial => match inner.health.try_trial(i, inner.clock.now()) {
-                        // One trial among all instances sharing the state.
-                        Some(t) if self.claim_trial(i, op, opts).await => trial = Some(t),
-                        Some(_) | None if wait.is_some() => break Stop::NoCandidateLeft,
-                        Some(_) | None => continue,
+                        Some(t) => trial = Some(t),
+                        None if wait.is_some() => break Stop::NoCandidateLeft,
+                        None => continue,
                     },
                     Availability::CoolingDown { until, .. } => {
                         soonest = Some(soonest.map_or(until, |u| u.min(until)));
@@ -590,6 +603,22 @@ impl Router {
                 drop(held);
                 break Stop::BudgetSpent;
             }
+            // One trial among all instances sharing the state, claimed only
+            // now that the call will be made; released however it ends.
+            let mut shared_trial = None;
+            if trial.is_some() {
+                match self.claim_trial(i, op, opts).await {
+                    Some(claim) => shared_trial = claim,
+                    None => {
+                        drop(held);
+                        drop(trial.take());
+                        if wait.is_some() {
+                            break Stop::NoCandidateLeft;
+                        }
+                        continue;
+                    }
+                }
+            }
             group_attempts += 1;
             let span = self.attempt_span(opts, op, i, attempts.len() + 1, trial.is_some());
             let attempt_started = inner.clock.now();
@@ -601,9 +630,10 @@ impl Router {
             match result {
                 Ok((out, guard)) => {
                     inner.health.record_success(i, inner.clock.now());
-                    if let (Some(_), Some(bus)) = (&trial, &inner.bus) {
-                        bus.trial_over(inner.entries[i].deployment.id.as_str(), true);
+                    if let Some(claim) = shared_trial.as_mut() {
+                        claim.passed = true;
                     }
+                    drop(shared_trial);
                     drop(trial);
                     // Settle what is known now; a stream settles when it ends.
                     let usage = match &out {
@@ -678,9 +708,7 @@ impl Router {
                 Err(error) => {
                     held.settle_failed().await;
                     let cooldown = self.record_failure(i, &error, trial.is_some());
-                    if let (Some(_), Some(bus)) = (&trial, &inner.bus) {
-                        bus.trial_over(inner.entries[i].deployment.id.as_str(), false);
-                    }
+                    drop(shared_trial);
                     if let Some(cx) = &span {
                         self.trace_failure(cx, i, &error, cooldown.as_ref());
                     }
@@ -855,13 +883,19 @@ impl Router {
     }
 
     /// Whether this instance may send deployment `i`'s trial call: always
-    /// without shared state; with Redis, when it wins the claim (held for
-    /// the attempt's timeout, at most a minute, in case it dies mid-call).
+    /// without shared state (`Some(None)`); with Redis, when it wins the
+    /// claim (`Some(Some(claim))`, held for the attempt's timeout, at most a
+    /// minute, in case it dies mid-call; released when the claim drops).
     /// Redis unreachable: yes (each instance then trials on its own).
-    async fn claim_trial(&self, i: usize, op: Op<'_>, opts: &CallOptions) -> bool {
+    async fn claim_trial(
+        &self,
+        i: usize,
+        op: Op<'_>,
+        opts: &CallOptions,
+    ) -> Option<Option<SharedTrial>> {
         let inner = &*self.inner;
         let Some(bus) = &inner.bus else {
-            return true;
+            return Some(None);
         };
         let d = &inner.entries[i].deployment;
         let timeout = match op {
@@ -873,16 +907,19 @@ impl Router {
         .unwrap_or(inner.settings.timeout);
         let lease = timeout.min(Duration::from_secs(60));
         match bus.claim_trial(d.id.as_str(), lease).await {
-            Ok(won) => {
-                if !won {
-                    tracing::debug!(deployment = %d.id, "another instance sends this deployment's trial call");
-                    self.trace_skip(opts, i, "trial_elsewhere");
-                }
-                won
+            Ok(true) => Some(Some(SharedTrial {
+                bus: Arc::clone(bus),
+                deployment: d.id.clone(),
+                passed: false,
+            })),
+            Ok(false) => {
+                tracing::debug!(deployment = %d.id, "another instance sends this deployment's trial call");
+                self.trace_skip(opts, i, "trial_elsewhere");
+                None
             }
             Err(e) => {
                 tracing::warn!(deployment = %d.id, error = %e.message, "cannot claim the trial call through redis; trying locally");
-                true
+                Some(None)
             }
         }
     }
@@ -940,7 +977,18 @@ impl Router {
         error: &UpstreamError,
         cooldown: Option<&lb_health::CooldownEvent>,
     ) {
-        telemetry::failed(cx, class_label(error.class), error.status, &error.message);
+        let capture = self
+            .inner
+            .telemetry
+            .as_ref()
+            .is_some_and(telemetry::Telemetry::capture);
+        telemetry::failed(
+            cx,
+            class_label(error.class),
+            error.status,
+            &error.message,
+            capture,
+        );
         if let Some(ev) = cooldown {
             let secs = ev
                 .until

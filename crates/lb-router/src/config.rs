@@ -637,10 +637,18 @@ impl Parser {
         if let Some(rs) = root.get("router_settings") {
             self.router_settings(rs, &mut cfg)?;
         }
-        cfg.settings.tracing = self.tracing_settings(
-            root.get("router_settings").and_then(|rs| rs.get("otel")),
-            otel_callback,
-        )?;
+        let otel = root.get("router_settings").and_then(|rs| rs.get("otel"));
+        cfg.settings.tracing = match self.tracing_settings(otel, otel_callback) {
+            Ok(t) => t,
+            // Turned on only by OTEL_* variables (often set for other tools,
+            // e.g. a gRPC endpoint): a value we cannot use leaves traces off.
+            Err(e) if otel.is_none() && !otel_callback => {
+                cfg.warnings
+                    .push(format!("{e}; OpenTelemetry traces stay off"));
+                None
+            }
+            Err(e) => return Err(e),
+        };
         if let Some(gs) = root.get("general_settings") {
             for (k, v) in mapping(gs, "general_settings")? {
                 let path = join("general_settings", k);
@@ -1905,6 +1913,18 @@ model_list:
             .settings
             .tracing
             .is_none()
+        );
+        // A variable meant for another tool (gRPC) leaves traces off with a
+        // warning, unless the config asked for traces.
+        let cfg = RouterConfig::from_yaml(
+            "environment_variables:\n  OTEL_EXPORTER_OTLP_ENDPOINT: http://c:4317\n  OTEL_EXPORTER_OTLP_PROTOCOL: grpc\n",
+        )
+        .unwrap();
+        assert!(cfg.settings.tracing.is_none());
+        assert!(
+            cfg.warnings.iter().any(|w| w.contains("OTEL_EXPORTER_OTLP_PROTOCOL") && w.contains("traces stay off")),
+            "{:?}",
+            cfg.warnings
         );
         // Bad values name the key.
         assert_eq!(

@@ -259,10 +259,16 @@ impl Router {
                 let Some(&i) = inner.by_id.get(c.deployment.as_str()) else {
                     continue;
                 };
-                if c.remaining.is_zero() {
-                    // Another instance's trial call passed: take it back now.
-                    inner.health.force_healthy(i);
-                    tracing::info!(deployment = %c.deployment, "deployment recovered (trial passed on another instance)");
+                if c.remaining.is_zero() && c.reason == "recovered" {
+                    // Another instance's trial call passed: take it back now,
+                    // unless it has cooled down here since (a newer failure).
+                    if matches!(
+                        inner.health.check(i, inner.clock.now()),
+                        lb_health::Availability::Trial
+                    ) {
+                        inner.health.force_healthy(i);
+                        tracing::info!(deployment = %c.deployment, "deployment recovered (trial passed on another instance)");
+                    }
                     continue;
                 }
                 let ev = inner.health.force_cooldown(

@@ -387,7 +387,7 @@ impl Router {
                 t.chat_response(&cx, &r.response);
                 telemetry::served(&cx, &r.meta);
             }
-            Err(e) => telemetry::router_failed(&cx, e),
+            Err(e) => telemetry::router_failed(&cx, e, t.capture()),
         }
         telemetry::end(&cx);
         result
@@ -434,7 +434,7 @@ impl Router {
             // The stream ends the span when it ends.
             Ok(s) => telemetry::served(&cx, &s.meta),
             Err(e) => {
-                telemetry::router_failed(&cx, e);
+                telemetry::router_failed(&cx, e, t.capture());
                 telemetry::end(&cx);
             }
         }
@@ -523,7 +523,7 @@ impl Router {
                 telemetry::Telemetry::embedding_response(&cx, &r.response);
                 telemetry::served(&cx, &r.meta);
             }
-            Err(e) => telemetry::router_failed(&cx, e),
+            Err(e) => telemetry::router_failed(&cx, e, t.capture()),
         }
         telemetry::end(&cx);
         result
@@ -549,6 +549,14 @@ impl Router {
     /// callback, or `OTEL_EXPORTER_OTLP_ENDPOINT`).
     pub fn tracing_enabled(&self) -> bool {
         self.inner.telemetry.is_some()
+    }
+
+    /// Exports what is queued and stops exporting traces: call it when
+    /// done serving (the gateway does, after its graceful shutdown).
+    pub async fn shutdown_traces(&self) {
+        if let Some(t) = &self.inner.telemetry {
+            t.shutdown().await;
+        }
     }
 
     /// Exports every finished span now (the batch exporter otherwise sends

@@ -299,7 +299,7 @@ impl StreamState {
             }
         }
         if let Some(e) = error {
-            telemetry::failed(&cx, class_label(e.class), e.status, &e.message);
+            telemetry::failed(&cx, class_label(e.class), e.status, &e.message, t.capture());
         }
         telemetry::end(&cx);
     }

@@ -120,12 +120,13 @@ impl opentelemetry_http::HttpClient for ExportClient {
                 .headers(parts.headers)
                 .body(body)
                 .send()
-                .await?;
+                .await
+                .map_err(reqwest::Error::without_url)?;
             let mut out = http::Response::builder().status(resp.status());
             if let Some(h) = out.headers_mut() {
                 *h = resp.headers().clone();
             }
-            let bytes = resp.bytes().await?;
+            let bytes = resp.bytes().await.map_err(reqwest::Error::without_url)?;
             Ok::<_, opentelemetry_http::HttpError>(out.body(bytes)?)
         });
         task.await?
@@ -164,6 +165,11 @@ impl Drop for Telemetry {
 }
 
 impl Telemetry {
+    /// Whether prompts, answers and error texts may be recorded.
+    pub(crate) fn capture(&self) -> bool {
+        self.capture
+    }
+
     /// The tracer and a batch exporter to `settings.endpoint`, for
     /// `deployments` (with their base URLs). Needs a tokio runtime.
     pub(crate) fn new<'a>(
@@ -174,7 +180,10 @@ impl Telemetry {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             "traces are exported from the tokio runtime: build the router inside one".to_owned()
         })?;
+        // No redirects: a collector's API-key header must not follow one
+        // to another host.
         let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(settings.export_timeout)
             .build()
             .map_err(|e| format!("cannot build the OTLP HTTP client: {e}"))?;
@@ -242,6 +251,12 @@ impl Telemetry {
             capture: settings.capture_message_content,
             deployments,
         })
+    }
+
+    /// Exports what is queued and stops exporting (at the end of serving).
+    pub(crate) async fn shutdown(&self) {
+        let provider = self.provider.clone();
+        let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
     }
 
     /// Exports every finished span now.
@@ -393,12 +408,18 @@ pub(crate) fn served(cx: &Context, meta: &crate::ResponseMeta) {
 }
 
 /// Why a call failed, on its request span.
-pub(crate) fn router_failed(cx: &Context, e: &crate::RouterError) {
+pub(crate) fn router_failed(cx: &Context, e: &crate::RouterError, capture: bool) {
     cx.span().set_attribute(KeyValue::new(
         "lb.attempts",
         i64::try_from(e.attempts().len()).unwrap_or(i64::MAX),
     ));
-    failed(cx, e.error_type(), Some(e.status()), &e.to_string());
+    failed(
+        cx,
+        e.error_type(),
+        Some(e.status()),
+        &e.to_string(),
+        capture,
+    );
 }
 
 /// The answering model and response id on a span.
@@ -429,13 +450,29 @@ pub(crate) fn cost(cx: &Context, cost: Option<f64>) {
 }
 
 /// Marks a span failed with `error_type` (the error class or OpenAI type).
-pub(crate) fn failed(cx: &Context, error_type: &str, status: Option<u16>, message: &str) {
+/// The message is recorded only with content capture on: an upstream's
+/// error text may quote the prompt.
+pub(crate) fn failed(
+    cx: &Context,
+    error_type: &str,
+    status: Option<u16>,
+    message: &str,
+    capture: bool,
+) {
     let span = cx.span();
     span.set_attribute(KeyValue::new("error.type", error_type.to_owned()));
     if let Some(s) = status {
         span.set_attribute(KeyValue::new("http.response.status_code", i64::from(s)));
     }
-    span.set_status(Status::error(message.to_owned()));
+    let description = if capture {
+        message.to_owned()
+    } else {
+        match status {
+            Some(s) => format!("{error_type} (status {s})"),
+            None => error_type.to_owned(),
+        }
+    };
+    span.set_status(Status::error(description));
 }
 
 /// Adds an event with attributes to the span of `cx`.
