@@ -9,21 +9,45 @@ fn config(mock_url: &str, redis_url: &str, extra: &str) -> String {
     )
 }
 
-/// A second gateway over the same config (another instance), on the same
-/// clock so both count in the same minute window.
-async fn second(yaml: &str, clock: lb_router::SharedClock) -> lb_gateway::RunningGateway {
+/// Another instance over `yaml` on `clock`: its router and its gateway.
+async fn instance(
+    yaml: &str,
+    clock: lb_router::SharedClock,
+) -> (lb_router::Router, lb_gateway::RunningGateway) {
     let config = lb_router::RouterConfig::from_yaml(yaml).unwrap();
     let router = lb_router::RouterBuilder::from_config(config)
         .clock(clock)
         .build()
         .unwrap();
-    lb_gateway::start(
+    let gateway = lb_gateway::start(
         "127.0.0.1:0".parse().unwrap(),
-        router,
+        router.clone(),
         GatewayOptions::default(),
     )
     .await
-    .unwrap()
+    .unwrap();
+    (router, gateway)
+}
+
+/// A second gateway over the same config (another instance), on the same
+/// clock so both count in the same minute window.
+async fn second(yaml: &str, clock: lb_router::SharedClock) -> lb_gateway::RunningGateway {
+    instance(yaml, clock).await.1
+}
+
+/// Polls `done` every 10 ms, for up to 10 s: whether it came true.
+async fn eventually<F, Fut>(mut done: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..1000 {
+        if done().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    false
 }
 
 async fn burst(urls: &[String], calls: usize) -> (usize, usize) {
@@ -108,23 +132,15 @@ async fn with_redis_down_calls_keep_flowing_and_limits_return_with_it() {
     // said 15), so the fresh server's full 20 means the store is back. Then
     // limits are shared again.
     let _redis = RedisServer::start_on(port).await;
-    let mut back = false;
-    for _ in 0..1000 {
+    let back = eventually(|| async {
         let s = h.scrape().await;
-        let remaining = s.samples.iter().find_map(|x| {
-            let ours = x.metric == "litellm_remaining_requests_metric"
-                && x.labels.get("model_id") == Some("d");
-            match x.value {
-                lb_e2e::MetricValue::Gauge(v) if ours => Some(v),
-                _ => None,
-            }
-        });
-        if remaining == Some(20.0) {
-            back = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+        s.samples.iter().any(|x| {
+            x.metric == "litellm_remaining_requests_metric"
+                && x.labels.get("model_id") == Some("d")
+                && matches!(x.value, lb_e2e::MetricValue::Gauge(v) if v == 20.0)
+        })
+    })
+    .await;
     assert!(back, "the router never read the restarted Redis");
     assert_eq!(
         burst(&[h.gateway.url()], 40).await,
@@ -163,18 +179,7 @@ async fn a_cooldown_set_through_one_instance_is_honoured_by_the_other() {
     })
     .await;
     let other_clock = lb_router::ManualClock::new();
-    let config = lb_router::RouterConfig::from_yaml(&yaml).unwrap();
-    let other_router = lb_router::RouterBuilder::from_config(config)
-        .clock(other_clock.shared())
-        .build()
-        .unwrap();
-    let other = lb_gateway::start(
-        "127.0.0.1:0".parse().unwrap(),
-        other_router.clone(),
-        GatewayOptions::default(),
-    )
-    .await
-    .unwrap();
+    let (other_router, other) = instance(&yaml, other_clock.shared()).await;
     // (Instance two may subscribe after the cooldown is published: it then
     // reads the cooldowns stored in Redis.)
     h.dep(0).update_behavior(|b| {
@@ -185,14 +190,7 @@ async fn a_cooldown_set_through_one_instance_is_honoured_by_the_other() {
     assert_eq!(burst(&[h.gateway.url()], 1).await, (1, 0));
     assert_eq!(h.dep(0).requests(), 1);
     // Instance two learns it (pub/sub): wait for the message, then no call of its reaches "limited".
-    let mut shared = false;
-    for _ in 0..1000 {
-        if !other_router.health()[0].healthy {
-            shared = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    let shared = eventually(|| async { !other_router.health()[0].healthy }).await;
     assert!(shared, "the cooldown reached the other instance");
     let reason = other_router.health()[0].reason.clone().unwrap();
     assert!(
@@ -272,18 +270,7 @@ async fn one_trial_call_among_instances_and_its_success_is_shared() {
     })
     .await;
     let other_clock = lb_router::ManualClock::new();
-    let config = lb_router::RouterConfig::from_yaml(&yaml).unwrap();
-    let other_router = lb_router::RouterBuilder::from_config(config)
-        .clock(other_clock.shared())
-        .build()
-        .unwrap();
-    let other = lb_gateway::start(
-        "127.0.0.1:0".parse().unwrap(),
-        other_router.clone(),
-        GatewayOptions::default(),
-    )
-    .await
-    .unwrap();
+    let (other_router, other) = instance(&yaml, other_clock.shared()).await;
     let state = |r: &lb_router::Router| r.health()[0].healthy;
     // Instance one meets a 429 (Retry-After 5 s): "primary" cools down
     // there and, through Redis, in instance two.
@@ -292,13 +279,8 @@ async fn one_trial_call_among_instances_and_its_success_is_shared() {
         lb_mock::Fault::rate_limited(Some(lb_mock::RetryAfter::Seconds(5))),
     );
     assert_eq!(burst(&[h.gateway.url()], 1).await, (1, 0));
-    for _ in 0..1000 {
-        if !state(&other_router) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert!(!state(&other_router), "the cooldown reached instance two");
+    let shared = eventually(|| async { !state(&other_router) }).await;
+    assert!(shared, "the cooldown reached instance two");
     // Both cooldowns end; "primary" is half-open in both, and slow to answer.
     h.clock.advance(std::time::Duration::from_secs(6));
     other_clock.advance(std::time::Duration::from_secs(6));
@@ -324,17 +306,12 @@ async fn one_trial_call_among_instances_and_its_success_is_shared() {
             .and_then(|l| l.rsplit(' ').next())
             .map(str::to_owned)
     };
-    let mut closed = false;
-    for _ in 0..1000 {
-        // Both instances: whichever sent the trial closed it on its success.
-        if primary_state(&other_router.metrics_text().await).as_deref() == Some("0")
+    // Both instances: whichever sent the trial closed it on its success.
+    let closed = eventually(|| async {
+        primary_state(&other_router.metrics_text().await).as_deref() == Some("0")
             && primary_state(&h.router.metrics_text().await).as_deref() == Some("0")
-        {
-            closed = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    })
+    .await;
     assert!(closed, "{}", other_router.metrics_text().await);
     h.dep(0)
         .update_behavior(|b| b.latency = std::time::Duration::ZERO);
@@ -365,18 +342,7 @@ async fn in_flight_counts_are_shared_for_least_busy() {
     .await;
     let yaml = format!("model_list:\n{yaml}");
     let other_clock = lb_router::ManualClock::new();
-    let config = lb_router::RouterConfig::from_yaml(&yaml).unwrap();
-    let other_router = lb_router::RouterBuilder::from_config(config)
-        .clock(other_clock.shared())
-        .build()
-        .unwrap();
-    let other = lb_gateway::start(
-        "127.0.0.1:0".parse().unwrap(),
-        other_router.clone(),
-        GatewayOptions::default(),
-    )
-    .await
-    .unwrap();
+    let (other_router, other) = instance(&yaml, other_clock.shared()).await;
     // Instance one holds three calls on d0 (addressed by id; the upstream hangs).
     h.dep(0).fail_next(3, lb_mock::Fault::Hang);
     let mut held = Vec::new();
@@ -388,14 +354,7 @@ async fn in_flight_counts_are_shared_for_least_busy() {
         }));
     }
     // Instance two learns it within a few intervals.
-    let mut seen = false;
-    for _ in 0..1000 {
-        if other_router.in_flight_everywhere()[0].1 == 3 {
-            seen = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    let seen = eventually(|| async { other_router.in_flight_everywhere()[0].1 == 3 }).await;
     assert!(seen, "{:?}", other_router.in_flight_everywhere());
     assert_eq!(other_router.in_flight_everywhere()[1].1, 0);
     // Its own counts are zero on both, yet each of its calls (one at a

@@ -19,6 +19,20 @@ async fn chat(h: &Harness, model: &str) -> (u16, reqwest::header::HeaderMap, Val
     (status, headers, resp.json().await.unwrap())
 }
 
+/// Groups `primary` (deployment `p`, with `primary_params` as more
+/// `litellm_params` lines) and `backup` (`b`), primary falling back to
+/// backup.
+async fn primary_backup(primary_params: &str) -> Harness {
+    Harness::start_with(2, |u| {
+        format!(
+            "model_list:\n{}{}router_settings:\n  fallbacks: [{{primary: [backup]}}]\n",
+            entry("primary", "p", &u[0], primary_params),
+            entry("backup", "b", &u[1], "")
+        )
+    })
+    .await
+}
+
 #[tokio::test]
 async fn a_500_once_is_retried_on_the_same_deployment_after_a_backoff() {
     let h = Harness::start(1, "").await;
@@ -36,14 +50,7 @@ async fn a_500_once_is_retried_on_the_same_deployment_after_a_backoff() {
 
 #[tokio::test]
 async fn a_503_forever_is_bounded_then_falls_back() {
-    let h = Harness::start_with(2, |u| {
-        format!(
-            "model_list:\n{}{}router_settings:\n  fallbacks: [{{primary: [backup]}}]\n",
-            entry("primary", "p", &u[0], ""),
-            entry("backup", "b", &u[1], "")
-        )
-    })
-    .await;
+    let h = primary_backup("").await;
     h.dep(0).update_behavior(|b| {
         b.failure_rate = 1.0;
         b.failure = Fault::status(503);
@@ -93,14 +100,7 @@ async fn a_429_with_retry_after_is_waited_out_not_hammered() {
 
 #[tokio::test]
 async fn a_long_retry_after_moves_straight_on_to_fallbacks() {
-    let h = Harness::start_with(2, |u| {
-        format!(
-            "model_list:\n{}{}router_settings:\n  fallbacks: [{{primary: [backup]}}]\n",
-            entry("primary", "p", &u[0], ""),
-            entry("backup", "b", &u[1], "")
-        )
-    })
-    .await;
+    let h = primary_backup("").await;
     h.dep(0)
         .fail_next(1, Fault::rate_limited(Some(RetryAfter::Seconds(60))));
     let (status, headers, _) = chat(&h, "primary").await;
@@ -232,14 +232,7 @@ async fn connection_refused_and_reset_move_to_another_deployment() {
 async fn a_silent_upstream_costs_one_timeout_then_falls_back() {
     // The short timeout is the silent deployment's only: the backup's answer
     // is not raced against 200 ms of real time.
-    let h = Harness::start_with(2, |u| {
-        format!(
-            "model_list:\n{}{}router_settings:\n  fallbacks: [{{primary: [backup]}}]\n",
-            entry("primary", "p", &u[0], "      timeout: 0.2\n"),
-            entry("backup", "b", &u[1], "")
-        )
-    })
-    .await;
+    let h = primary_backup("      timeout: 0.2\n").await;
     h.dep(0).update_behavior(|b| {
         b.failure_rate = 1.0;
         b.failure = Fault::Hang;
@@ -258,14 +251,7 @@ async fn a_silent_upstream_costs_one_timeout_then_falls_back() {
 async fn a_slow_first_token_past_stream_timeout_falls_back() {
     // The short stream timeout is the slow deployment's only: the backup's
     // first token is not raced against 200 ms of real time.
-    let h = Harness::start_with(2, |u| {
-        format!(
-            "model_list:\n{}{}router_settings:\n  fallbacks: [{{primary: [backup]}}]\n",
-            entry("primary", "p", &u[0], "      stream_timeout: 0.2\n"),
-            entry("backup", "b", &u[1], "")
-        )
-    })
-    .await;
+    let h = primary_backup("      stream_timeout: 0.2\n").await;
     h.dep(0)
         .fail_next(1, Fault::SlowFirstToken(Duration::from_secs(5)));
     let body = json!({"model": "primary", "messages": [{"role": "user", "content": "hi"}], "stream": true});

@@ -1,6 +1,5 @@
 //! Cooldowns shared through Redis pub/sub.
 
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -33,10 +32,9 @@ pub const RESUBSCRIBE_INTERVAL: Duration = Duration::from_secs(1);
 /// Durations travel, not deadlines: each instance applies the remaining
 /// time to its own clock, so instances' clocks need not agree.
 pub struct RedisCooldownBus {
-    client: Result<redis::Client, String>,
+    conn: crate::LazyConn,
     prefix: String,
     instance: String,
-    publisher: std::sync::Arc<tokio::sync::OnceCell<redis::aio::ConnectionManager>>,
 }
 
 impl std::fmt::Debug for RedisCooldownBus {
@@ -55,20 +53,11 @@ fn err(what: &str, e: &redis::RedisError) -> StoreError {
 impl RedisCooldownBus {
     /// A bus on `url` for keys under `key_prefix`; connects on first use.
     pub fn new(url: &str, key_prefix: &str) -> Self {
-        crate::tls_provider(url);
-        // A random id per process, so an instance ignores its own messages.
-        let instance = format!(
-            "{:016x}",
-            std::collections::hash_map::RandomState::new()
-                .build_hasher()
-                .finish()
-        );
         Self {
-            client: redis::Client::open(url)
-                .map_err(|e| format!("invalid Redis URL: {:?}", e.kind())),
+            conn: crate::LazyConn::new(url),
             prefix: key_prefix.to_owned(),
-            instance,
-            publisher: std::sync::Arc::new(tokio::sync::OnceCell::new()),
+            // So an instance ignores its own messages.
+            instance: crate::instance_id(),
         }
     }
 
@@ -86,26 +75,15 @@ impl RedisCooldownBus {
 
     /// The publishing connection, made on first use.
     async fn conn(&self) -> Result<redis::aio::ConnectionManager, StoreError> {
-        let client = self.client()?;
-        let conn = self
-            .publisher
-            .get_or_try_init(|| async {
-                client
-                    .get_connection_manager_with_config(crate::manager_config())
-                    .await
-                    .map_err(|e| err("connect", &e))
-            })
-            .await?;
-        Ok(conn.clone())
+        self.conn.get().await
     }
 
     /// A handle on the same connection, for a spawned task.
     fn handle(&self) -> Self {
         Self {
-            client: self.client.clone(),
+            conn: self.conn.clone(),
             prefix: self.prefix.clone(),
             instance: self.instance.clone(),
-            publisher: std::sync::Arc::clone(&self.publisher),
         }
     }
 
@@ -137,7 +115,7 @@ impl RedisCooldownBus {
     }
 
     fn client(&self) -> Result<&redis::Client, StoreError> {
-        self.client.as_ref().map_err(|m| StoreError::new(m.clone()))
+        self.conn.client()
     }
 
     /// `instance \t deployment \t remaining ms \t reason`.
@@ -266,10 +244,9 @@ impl CooldownBus for RedisCooldownBus {
         let client = self.client()?.clone();
         let (tx, rx) = mpsc::channel(1024);
         let bus = Self {
-            client: self.client.clone(),
+            conn: self.conn.fresh(),
             prefix: self.prefix.clone(),
             instance: self.instance.clone(),
-            publisher: std::sync::Arc::new(tokio::sync::OnceCell::new()),
         };
         tokio::spawn(async move {
             // Subscribe, send the current cooldowns, forward new ones; on a

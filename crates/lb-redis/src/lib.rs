@@ -476,6 +476,64 @@ pub(crate) fn manager_config() -> ConnectionManagerConfig {
         .set_max_delay(Duration::from_secs(2))
 }
 
+/// A Redis client whose multiplexed connection is made on first use and
+/// shared by its clones (for the cooldown bus and the load exchange).
+#[derive(Clone)]
+pub(crate) struct LazyConn {
+    client: Result<redis::Client, String>,
+    conn: Arc<tokio::sync::OnceCell<ConnectionManager>>,
+}
+
+impl LazyConn {
+    /// For `url`; an invalid URL is reported on use, without the URL.
+    pub(crate) fn new(url: &str) -> Self {
+        tls_provider(url);
+        Self {
+            client: redis::Client::open(url)
+                .map_err(|e| format!("invalid Redis URL: {:?}", e.kind())),
+            conn: Arc::new(tokio::sync::OnceCell::new()),
+        }
+    }
+
+    /// The same client with a connection of its own.
+    pub(crate) fn fresh(&self) -> Self {
+        Self {
+            client: self.client.clone(),
+            conn: Arc::new(tokio::sync::OnceCell::new()),
+        }
+    }
+
+    pub(crate) fn client(&self) -> Result<&redis::Client, StoreError> {
+        self.client.as_ref().map_err(|m| StoreError::new(m.clone()))
+    }
+
+    /// The shared connection, made with bounded timeouts on first use.
+    pub(crate) async fn get(&self) -> Result<ConnectionManager, StoreError> {
+        let client = self.client()?;
+        let conn = self
+            .conn
+            .get_or_try_init(|| async {
+                client
+                    .get_connection_manager_with_config(manager_config())
+                    .await
+                    .map_err(|e| store_error("connect", &e))
+            })
+            .await?;
+        Ok(conn.clone())
+    }
+}
+
+/// A random id for this instance, so it can tell its own records apart.
+pub(crate) fn instance_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    format!(
+        "{:016x}",
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    )
+}
+
 /// For a `rediss://` URL, makes sure rustls has its process-wide crypto
 /// provider: with none chosen (or two compiled in) a TLS connection would
 /// panic. Keeps one an embedder installed before.

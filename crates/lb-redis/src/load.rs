@@ -3,14 +3,11 @@
 //! round trip.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use lb_core::{DeploymentLoad, LoadExchange, StoreError};
 use redis::Script;
-use redis::aio::ConnectionManager;
-use tokio::sync::OnceCell;
 
 /// KEYS[1]: this instance's hash; KEYS[2]: the set of instances.
 /// ARGV: ttl ms, key prefix of the hashes, this instance, then field/value
@@ -43,10 +40,9 @@ return out
 
 /// [`LoadExchange`] over Redis: one `EVALSHA` per interval per instance.
 pub struct RedisLoadExchange {
-    client: Result<redis::Client, String>,
+    conn: crate::LazyConn,
     prefix: String,
     instance: String,
-    conn: OnceCell<ConnectionManager>,
 }
 
 impl std::fmt::Debug for RedisLoadExchange {
@@ -61,19 +57,10 @@ impl std::fmt::Debug for RedisLoadExchange {
 impl RedisLoadExchange {
     /// An exchange on `url` under `key_prefix`; connects on first use.
     pub fn new(url: &str, key_prefix: &str) -> Self {
-        crate::tls_provider(url);
-        let instance = format!(
-            "{:016x}",
-            std::collections::hash_map::RandomState::new()
-                .build_hasher()
-                .finish()
-        );
         Self {
-            client: redis::Client::open(url)
-                .map_err(|e| format!("invalid Redis URL: {:?}", e.kind())),
+            conn: crate::LazyConn::new(url),
             prefix: key_prefix.to_owned(),
-            instance,
-            conn: OnceCell::new(),
+            instance: crate::instance_id(),
         }
     }
 }
@@ -136,20 +123,7 @@ impl LoadExchange for RedisLoadExchange {
         mine: Vec<DeploymentLoad>,
         ttl: Duration,
     ) -> Result<Vec<DeploymentLoad>, StoreError> {
-        let client = self
-            .client
-            .as_ref()
-            .map_err(|m| StoreError::new(m.clone()))?;
-        let conn = self
-            .conn
-            .get_or_try_init(|| async {
-                client
-                    .get_connection_manager_with_config(crate::manager_config())
-                    .await
-                    .map_err(|e| crate::store_error("connect", &e))
-            })
-            .await?;
-        let mut conn = conn.clone();
+        let mut conn = self.conn.get().await?;
         let hashes = format!("{}:load:", self.prefix);
         let mut invocation = EXCHANGE.prepare_invoke();
         invocation
