@@ -231,16 +231,22 @@ impl StreamState {
             chunk.usage = None;
         } else if let Some(u) = chunk.usage.as_mut() {
             if !self.continued.is_empty() {
-                // Combined usage: the continuation's prompt held the prefill.
-                u.prompt_tokens = u.prompt_tokens.saturating_sub(self.prefill_tokens);
-                u.completion_tokens = u.completion_tokens.saturating_add(self.prefill_tokens);
-                u.total_tokens = u.prompt_tokens + u.completion_tokens;
+                self.combine(u);
             }
             if let Some(cost) = self.router.cost_of(self.index, u) {
                 u.extra.insert("cost".to_owned(), cost.into());
             }
         }
         Some(chunk)
+    }
+
+    /// The usage of the whole answer from the last upstream's: its prompt
+    /// held the text delivered before (the prefill), which the client got
+    /// as completion.
+    fn combine(&self, u: &mut Usage) {
+        u.prompt_tokens = u.prompt_tokens.saturating_sub(self.prefill_tokens);
+        u.completion_tokens = u.completion_tokens.saturating_add(self.prefill_tokens);
+        u.total_tokens = u.prompt_tokens + u.completion_tokens;
     }
 
     fn can_continue(&self) -> bool {
@@ -277,15 +283,9 @@ impl StreamState {
         let (Some(cx), Some(t)) = (self.opts.trace.take(), &self.router.inner.telemetry) else {
             return;
         };
-        if let Some(u) = &self.usage {
-            // Combined usage: a continuation's prompt held the prefill.
-            let combined = Usage {
-                prompt_tokens: u.prompt_tokens.saturating_sub(self.prefill_tokens),
-                completion_tokens: u.completion_tokens.saturating_add(self.prefill_tokens),
-                total_tokens: u.total_tokens,
-                extra: Default::default(),
-            };
-            telemetry::usage(&cx, &combined);
+        if let Some(mut u) = self.usage.clone() {
+            self.combine(&mut u);
+            telemetry::usage(&cx, &u);
         }
         t.stream_output(&cx, &self.delivered, self.finish_reason.as_deref());
         {
