@@ -378,3 +378,54 @@ async fn traces_are_off_unless_configured_and_standard_variables_turn_them_on() 
         "{tp}"
     );
 }
+
+#[tokio::test]
+async fn sample_ratio_drops_new_traces_up_front_and_follows_a_sampled_client() {
+    // sample_ratio 0: the router's own decision drops every new trace
+    // before the SDK builds a span, but a client's sampled trace is followed.
+    let collector = OtlpCollector::start().await.unwrap();
+    let h = ordered_pair(&collector, "    sample_ratio: 0.0\n", "openai/").await;
+    h.dep(0).record_requests(true);
+    let body = Harness::chat("gpt-4o");
+    chat_with_traceparent(&h, None, &body).await;
+    let unsampled = "22222222222222222222222222222222";
+    chat_with_traceparent(&h, Some(&format!("00-{unsampled}-{PARENT}-00")), &body).await;
+    chat_with_traceparent(&h, Some(&format!("00-{TRACE}-{PARENT}-01")), &body).await;
+    h.router.flush_traces().await;
+
+    // Only the client's sampled trace was exported: its request and attempt.
+    let spans = collector.spans();
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    assert!(spans.iter().all(|s| s.trace_id == TRACE), "{spans:#?}");
+    let root = by_kind(&spans, "server")[0];
+    assert_eq!(root.parent_span_id, PARENT);
+    let attempt = by_kind(&spans, "client")[0];
+    assert_eq!(
+        traceparent_seen(&h, 0, 2),
+        format!("00-{TRACE}-{}-01", attempt.span_id)
+    );
+
+    // Dropped traces still travel upstream, unsampled, each with a span id
+    // of its own (not the client's).
+    let fresh = traceparent_seen(&h, 0, 0);
+    let parts: Vec<&str> = fresh.split('-').collect();
+    assert_eq!(parts.len(), 4, "{fresh}");
+    assert_eq!((parts[0], parts[3]), ("00", "00"), "{fresh}");
+    assert!(
+        parts[1].len() == 32 && parts[1] != "0".repeat(32),
+        "{fresh}"
+    );
+    assert!(
+        parts[2].len() == 16 && parts[2] != "0".repeat(16),
+        "{fresh}"
+    );
+    let followed = traceparent_seen(&h, 0, 1);
+    assert!(
+        followed.starts_with(&format!("00-{unsampled}-")) && followed.ends_with("-00"),
+        "{followed}"
+    );
+    assert!(
+        !followed.contains(PARENT),
+        "a span id of the router's own: {followed}"
+    );
+}

@@ -217,7 +217,8 @@ async fn traced<F: std::future::Future>(
             self.0.keys().map(HeaderName::as_str).collect()
         }
     }
-    if !state.router.tracing_enabled() {
+    // Without a `traceparent` the request span is a root: nothing to attach.
+    if !state.router.tracing_enabled() || !headers.contains_key("traceparent") {
         return call.await;
     }
     let parent =

@@ -471,36 +471,90 @@ impl Provider for OpenAiCompatible {
 /// OpenTelemetry span, when there is one, so the upstream's spans join the
 /// caller's trace.
 fn with_trace_context(req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-    use opentelemetry::propagation::{Injector, TextMapPropagator};
-    use opentelemetry::trace::TraceContextExt;
+    use opentelemetry::trace::{TraceContextExt, TraceState};
 
-    struct Headers(Vec<(&'static str, String)>);
-    impl Injector for Headers {
-        fn set(&mut self, key: &str, value: String) {
-            match key {
-                "traceparent" => self.0.push(("traceparent", value)),
-                "tracestate" if !value.is_empty() => self.0.push(("tracestate", value)),
-                _ => {}
+    let headers = opentelemetry::Context::map_current(|cx| {
+        let span = cx.span();
+        let sc = span.span_context();
+        if !sc.is_valid() {
+            return None;
+        }
+        let state = (*sc.trace_state() != TraceState::NONE)
+            .then(|| sc.trace_state().header())
+            .filter(|h| !h.is_empty())
+            .and_then(|h| HeaderValue::from_str(&h).ok());
+        Some((traceparent(sc), state))
+    });
+    match headers {
+        Some((parent, state)) => {
+            let req = req.header(HeaderName::from_static("traceparent"), parent);
+            match state {
+                Some(state) => req.header(HeaderName::from_static("tracestate"), state),
+                None => req,
             }
         }
+        None => req,
     }
-    let mut headers = Headers(Vec::new());
-    opentelemetry::Context::map_current(|cx| {
-        if cx.span().span_context().is_valid() {
-            opentelemetry_sdk::propagation::TraceContextPropagator::new()
-                .inject_context(cx, &mut headers);
+}
+
+/// `00-{trace id}-{span id}-{flags}` as the W3C Trace Context says (the
+/// sampled flag only, as OpenTelemetry's propagator writes it).
+fn traceparent(sc: &opentelemetry::trace::SpanContext) -> HeaderValue {
+    fn hex(out: &mut [u8], bytes: &[u8]) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 0xf)];
         }
-    });
-    headers
-        .0
-        .into_iter()
-        .fold(req, |req, (name, value)| req.header(name, value))
+    }
+    let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    hex(&mut out[3..35], &sc.trace_id().to_bytes());
+    hex(&mut out[36..52], &sc.span_id().to_bytes());
+    let flags = sc.trace_flags() & opentelemetry::trace::TraceFlags::SAMPLED;
+    hex(&mut out[53..55], &[flags.to_u8()]);
+    // Only hex digits and dashes: always a valid header value.
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("00"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use lb_core::ChatMessage;
+
+    #[test]
+    fn traceparent_is_what_the_w3c_propagator_writes() {
+        use opentelemetry::propagation::TextMapPropagator;
+        use opentelemetry::trace::{
+            SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+        };
+        use std::collections::HashMap;
+        for (trace, span, flags) in [
+            (1_u128, 1_u64, TraceFlags::SAMPLED),
+            (u128::MAX, u64::MAX, TraceFlags::NOT_SAMPLED),
+            (
+                0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c,
+                0xb7ad_6b71_6920_3331,
+                TraceFlags::new(0xff),
+            ),
+        ] {
+            let sc = SpanContext::new(
+                TraceId::from(trace),
+                SpanId::from(span),
+                flags,
+                false,
+                TraceState::NONE,
+            );
+            let mut expected = HashMap::new();
+            opentelemetry_sdk::propagation::TraceContextPropagator::new().inject_context(
+                &opentelemetry::Context::new().with_remote_span_context(sc.clone()),
+                &mut expected,
+            );
+            assert_eq!(
+                traceparent(&sc).to_str().ok(),
+                expected.get("traceparent").map(String::as_str)
+            );
+        }
+    }
 
     #[test]
     fn body_uses_deployment_model_and_defaults_yield_to_request() {

@@ -656,15 +656,17 @@ impl Router {
                     // A chat or embeddings attempt ends here; a stream's when it ends.
                     let span = match (span, &out, &inner.telemetry) {
                         (Some(cx), Output::Chat(resp), Some(t)) => {
-                            t.chat_response(&cx, resp);
-                            telemetry::cost(&cx, cost);
-                            telemetry::end(&cx);
+                            let mut attrs = Vec::with_capacity(8);
+                            t.chat_response(&mut attrs, resp);
+                            telemetry::cost(&mut attrs, cost);
+                            telemetry::end_with(&cx, attrs);
                             None
                         }
                         (Some(cx), Output::Embed(resp), Some(_)) => {
-                            telemetry::Telemetry::embedding_response(&cx, resp);
-                            telemetry::cost(&cx, cost);
-                            telemetry::end(&cx);
+                            let mut attrs = Vec::with_capacity(4);
+                            telemetry::Telemetry::embedding_response(&mut attrs, resp);
+                            telemetry::cost(&mut attrs, cost);
+                            telemetry::end_with(&cx, attrs);
                             None
                         }
                         (span, _, _) => span,

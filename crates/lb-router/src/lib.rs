@@ -40,6 +40,7 @@ mod error;
 mod health;
 mod limits;
 mod metrics;
+mod otlp;
 mod router;
 mod stream;
 mod telemetry;

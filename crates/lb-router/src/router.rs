@@ -21,6 +21,7 @@ use crate::config::{AliasTarget, RouterSettings};
 use crate::error::RouterError;
 use crate::telemetry;
 use lb_budget::RateLimitStatus;
+use opentelemetry::trace::FutureExt as _;
 
 /// What happened to a call that succeeded.
 #[derive(Debug, Clone, PartialEq)]
@@ -378,14 +379,28 @@ impl Router {
             return self.completion_traced(req, None).await;
         };
         let cx = t.request_span("chat", &req.model, false, Some(&req.messages));
+        if !telemetry::recording(&cx) {
+            // Sampled out: nothing is recorded, but the trace context still
+            // travels upstream in `traceparent`.
+            let mut result = self
+                .completion_traced(req, None)
+                .with_context(cx.clone())
+                .await;
+            if let Ok(r) = &mut result {
+                r.meta.trace_id = Some(telemetry::trace_id(&cx));
+            }
+            return result;
+        }
         let mut result = self.completion_traced(req, Some(cx.clone())).await;
         if let Ok(r) = &mut result {
             r.meta.trace_id = Some(telemetry::trace_id(&cx));
         }
         match &result {
             Ok(r) => {
-                t.chat_response(&cx, &r.response);
-                telemetry::served(&cx, &r.meta);
+                let mut attrs = Vec::with_capacity(16);
+                t.chat_response(&mut attrs, &r.response);
+                telemetry::served(&mut attrs, &r.meta);
+                telemetry::set(&cx, attrs);
             }
             Err(e) => telemetry::router_failed(&cx, e, t.capture()),
         }
@@ -426,13 +441,32 @@ impl Router {
             return self.completion_stream_traced(req, None).await;
         };
         let cx = t.request_span("chat", &req.model, true, Some(&req.messages));
+        if !telemetry::recording(&cx) {
+            // Sampled out: as in `completion`; a continuation's request
+            // carries the context too.
+            let mut result = self
+                .completion_stream_traced(req, None)
+                .with_context(cx.clone())
+                .await;
+            if let Ok(r) = &mut result {
+                r.meta.trace_id = Some(telemetry::trace_id(&cx));
+                let stream =
+                    std::mem::replace(&mut r.stream, Box::pin(futures_util::stream::empty()));
+                r.stream = Box::pin(stream.with_context(cx));
+            }
+            return result;
+        }
         let mut result = self.completion_stream_traced(req, Some(cx.clone())).await;
         if let Ok(r) = &mut result {
             r.meta.trace_id = Some(telemetry::trace_id(&cx));
         }
         match &result {
             // The stream ends the span when it ends.
-            Ok(s) => telemetry::served(&cx, &s.meta),
+            Ok(s) => {
+                let mut attrs = Vec::with_capacity(8);
+                telemetry::served(&mut attrs, &s.meta);
+                telemetry::set(&cx, attrs);
+            }
             Err(e) => {
                 telemetry::router_failed(&cx, e, t.capture());
                 telemetry::end(&cx);
@@ -514,14 +548,26 @@ impl Router {
             return self.embedding_traced(req, None).await;
         };
         let cx = t.request_span("embeddings", &req.model, false, None);
+        if !telemetry::recording(&cx) {
+            let mut result = self
+                .embedding_traced(req, None)
+                .with_context(cx.clone())
+                .await;
+            if let Ok(r) = &mut result {
+                r.meta.trace_id = Some(telemetry::trace_id(&cx));
+            }
+            return result;
+        }
         let mut result = self.embedding_traced(req, Some(cx.clone())).await;
         if let Ok(r) = &mut result {
             r.meta.trace_id = Some(telemetry::trace_id(&cx));
         }
         match &result {
             Ok(r) => {
-                telemetry::Telemetry::embedding_response(&cx, &r.response);
-                telemetry::served(&cx, &r.meta);
+                let mut attrs = Vec::with_capacity(12);
+                telemetry::Telemetry::embedding_response(&mut attrs, &r.response);
+                telemetry::served(&mut attrs, &r.meta);
+                telemetry::set(&cx, attrs);
             }
             Err(e) => telemetry::router_failed(&cx, e, t.capture()),
         }

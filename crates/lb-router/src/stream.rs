@@ -201,7 +201,9 @@ impl StreamState {
         match &self.first_id {
             None => {
                 for cx in [&self.attempt_span, &self.opts.trace].into_iter().flatten() {
-                    telemetry::response_model(cx, &chunk.model, &chunk.id);
+                    let mut attrs = Vec::with_capacity(2);
+                    telemetry::response_model(&mut attrs, &chunk.model, &chunk.id);
+                    telemetry::set(cx, attrs);
                 }
                 self.first_id = Some((chunk.id.clone(), chunk.created));
             }
@@ -270,11 +272,12 @@ impl StreamState {
             held.settle(self.usage.as_ref(), cost).await;
         }
         if let Some(cx) = self.attempt_span.take() {
+            let mut attrs = Vec::new();
             if let Some(u) = &self.usage {
-                telemetry::usage(&cx, u);
-                telemetry::cost(&cx, self.router.cost_of(self.index, u));
+                telemetry::usage(&mut attrs, u);
+                telemetry::cost(&mut attrs, self.router.cost_of(self.index, u));
             }
-            telemetry::end(&cx);
+            telemetry::end_with(&cx, attrs);
         }
     }
 
@@ -283,21 +286,20 @@ impl StreamState {
         let (Some(cx), Some(t)) = (self.opts.trace.take(), &self.router.inner.telemetry) else {
             return;
         };
+        let mut attrs = Vec::with_capacity(8);
         if let Some(mut u) = self.usage.clone() {
             self.combine(&mut u);
-            telemetry::usage(&cx, &u);
+            telemetry::usage(&mut attrs, &u);
         }
-        t.stream_output(&cx, &self.delivered, self.finish_reason.as_deref());
-        {
-            let span = opentelemetry::trace::TraceContextExt::span(&cx);
-            span.set_attribute(KeyValue::new(
-                "lb.stream_continuations",
-                i64::try_from(self.continued.len()).unwrap_or(i64::MAX),
-            ));
-            if let Some((_, by)) = self.continued.last() {
-                span.set_attribute(KeyValue::new("lb.deployment.id", by.to_string()));
-            }
+        t.stream_output(&mut attrs, &self.delivered, self.finish_reason.as_deref());
+        attrs.push(KeyValue::new(
+            "lb.stream_continuations",
+            i64::try_from(self.continued.len()).unwrap_or(i64::MAX),
+        ));
+        if let Some((_, by)) = self.continued.last() {
+            attrs.push(KeyValue::new("lb.deployment.id", Arc::clone(by.as_arc())));
         }
+        telemetry::set(&cx, attrs);
         if let Some(e) = error {
             telemetry::failed(&cx, class_label(e.class), e.status, &e.message, t.capture());
         }

@@ -133,10 +133,53 @@ impl opentelemetry_http::HttpClient for ExportClient {
     }
 }
 
+/// A batch processor for `exporter`, as a task on the runtime.
+fn batch<E: opentelemetry_sdk::trace::SpanExporter + 'static>(
+    exporter: E,
+) -> impl opentelemetry_sdk::trace::SpanProcessor {
+    opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
+        exporter,
+        opentelemetry_sdk::runtime::Tokio,
+    )
+    .build()
+}
+
+/// `http/json`: opentelemetry-otlp's exporter over the router's HTTP stack.
+fn json_exporter(
+    settings: &TracingSettings,
+    runtime: tokio::runtime::Handle,
+) -> Result<opentelemetry_otlp::SpanExporter, String> {
+    use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+    // No redirects: a collector's API-key header must not follow one
+    // to another host.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(settings.export_timeout)
+        .build()
+        .map_err(|e| format!("cannot build the OTLP HTTP client: {e}"))?;
+    let headers: HashMap<String, String> = settings
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+        .collect();
+    opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(settings.endpoint.clone())
+        .with_protocol(Protocol::HttpJson)
+        .with_timeout(settings.export_timeout)
+        .with_headers(headers)
+        .with_http_client(ExportClient { client, runtime })
+        .build()
+        .map_err(|e| format!("cannot build the OTLP exporter: {e}"))
+}
+
 /// The router's tracer and its exporter.
 pub(crate) struct Telemetry {
     provider: SdkTracerProvider,
     tracer: SdkTracer,
+    /// The tracer's sampler when the router chose it (`sample_ratio`): a
+    /// request it drops is decided before the SDK builds anything.
+    sampler: Option<opentelemetry_sdk::trace::Sampler>,
     capture: bool,
     /// Per deployment: its attempt spans' name and fixed attributes, built
     /// once (shared strings, nothing copied per call).
@@ -176,52 +219,42 @@ impl Telemetry {
         settings: &TracingSettings,
         deployments: impl Iterator<Item = (&'a Deployment, &'a str)>,
     ) -> Result<Self, String> {
-        use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             "traces are exported from the tokio runtime: build the router inside one".to_owned()
         })?;
-        // No redirects: a collector's API-key header must not follow one
-        // to another host.
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(settings.export_timeout)
-            .build()
-            .map_err(|e| format!("cannot build the OTLP HTTP client: {e}"))?;
-        let headers: HashMap<String, String> = settings
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), v.expose().to_owned()))
-            .collect();
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_endpoint(settings.endpoint.clone())
-            .with_protocol(match settings.protocol {
-                OtlpProtocol::HttpProtobuf => Protocol::HttpBinary,
-                OtlpProtocol::HttpJson => Protocol::HttpJson,
-            })
-            .with_timeout(settings.export_timeout)
-            .with_headers(headers)
-            .with_http_client(ExportClient { client, runtime })
-            .build()
-            .map_err(|e| format!("cannot build the OTLP exporter: {e}"))?;
         let mut builder = SdkTracerProvider::builder();
-        if let Some(r) = settings.sample_ratio {
-            builder = builder.with_sampler(opentelemetry_sdk::trace::Sampler::ParentBased(
-                Box::new(opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(r)),
-            ));
+        let sampler = settings.sample_ratio.map(|r| {
+            opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
+                opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(r),
+            ))
+        });
+        if let Some(s) = &sampler {
+            builder = builder.with_sampler(s.clone());
         }
         // The batch processor runs as a task on the router's runtime: a
         // processor thread of its own competes with the runtime's workers
         // for the cores (measured: 72% of the throughput without traces
         // against 86% this way; docs/benchmarks.md).
-        let processor =
-            opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
-                exporter,
-                opentelemetry_sdk::runtime::Tokio,
-            )
-            .build();
+        builder = match settings.protocol {
+            OtlpProtocol::HttpProtobuf => {
+                let headers: Vec<(String, String)> = settings
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+                    .collect();
+                let exporter = crate::otlp::ProtobufExporter::new(
+                    settings.endpoint.clone(),
+                    &headers,
+                    settings.export_timeout,
+                    runtime,
+                )?;
+                builder.with_span_processor(batch(exporter))
+            }
+            OtlpProtocol::HttpJson => {
+                builder.with_span_processor(batch(json_exporter(settings, runtime)?))
+            }
+        };
         let provider = builder
-            .with_span_processor(processor)
             .with_resource(
                 Resource::builder()
                     .with_service_name(settings.service_name.clone())
@@ -248,6 +281,7 @@ impl Telemetry {
         Ok(Self {
             provider,
             tracer,
+            sampler,
             capture: settings.capture_message_content,
             deployments,
         })
@@ -275,19 +309,29 @@ impl Telemetry {
         messages: Option<&[ChatMessage]>,
     ) -> Context {
         let parent = Context::current();
-        let mut span = self
+        let mut trace_id = None;
+        if let Some(sampler) = &self.sampler {
+            match sampled_out(sampler, &parent) {
+                Ok(cx) => return cx,
+                Err(id) => trace_id = id,
+            }
+        }
+        let mut attrs = Vec::with_capacity(24);
+        attrs.push(KeyValue::new("gen_ai.operation.name", operation));
+        attrs.push(KeyValue::new("gen_ai.request.model", model.to_owned()));
+        attrs.push(KeyValue::new("lb.stream", stream));
+        let span = self
             .tracer
             .span_builder(format!("{operation} {model}"))
             .with_kind(SpanKind::Server)
-            .start_with_context(&self.tracer, &parent);
-        // A trace sampled out costs no attributes.
-        if span.is_recording() {
-            span.set_attribute(KeyValue::new("gen_ai.operation.name", operation));
-            span.set_attribute(KeyValue::new("gen_ai.request.model", model.to_owned()));
-            span.set_attribute(KeyValue::new("lb.stream", stream));
-            if let (true, Some(m)) = (self.capture, messages) {
-                span.set_attribute(KeyValue::new("gen_ai.input.messages", json(m)));
-            }
+            .with_attributes(attrs);
+        let mut span = match trace_id {
+            Some(id) => span.with_trace_id(id),
+            None => span,
+        }
+        .start_with_context(&self.tracer, &parent);
+        if let (true, true, Some(m)) = (span.is_recording(), self.capture, messages) {
+            span.set_attribute(KeyValue::new("gen_ai.input.messages", json(m)));
         }
         parent.with_span(span)
     }
@@ -297,79 +341,116 @@ impl Telemetry {
         let Some((model, fixed)) = self.deployments.get(a.index) else {
             return parent.clone();
         };
-        let mut span = self
+        // Room for what the attempt's end adds (response, usage, cost).
+        let mut attrs = Vec::with_capacity(fixed.len() + 14);
+        attrs.extend_from_slice(fixed);
+        attrs.push(KeyValue::new("gen_ai.operation.name", a.operation));
+        attrs.push(KeyValue::new("lb.attempt", i64::from(a.attempt)));
+        attrs.push(KeyValue::new("lb.stream", a.stream));
+        if a.trial {
+            attrs.push(KeyValue::new("lb.half_open_trial", true));
+        }
+        if a.continuation {
+            attrs.push(KeyValue::new("lb.continuation", true));
+        }
+        if let Some(m) = a.max_tokens {
+            attrs.push(KeyValue::new("gen_ai.request.max_tokens", i64::from(m)));
+        }
+        if let Some(t) = a.temperature {
+            attrs.push(KeyValue::new("gen_ai.request.temperature", t));
+        }
+        let span = self
             .tracer
             .span_builder(format!("{} {model}", a.operation))
             .with_kind(SpanKind::Client)
+            .with_attributes(attrs)
             .start_with_context(&self.tracer, parent);
-        if span.is_recording() {
-            let mut attrs = Vec::with_capacity(fixed.len() + 6);
-            attrs.extend_from_slice(fixed);
-            attrs.push(KeyValue::new("gen_ai.operation.name", a.operation));
-            attrs.push(KeyValue::new("lb.attempt", i64::from(a.attempt)));
-            attrs.push(KeyValue::new("lb.stream", a.stream));
-            if a.trial {
-                attrs.push(KeyValue::new("lb.half_open_trial", true));
-            }
-            if a.continuation {
-                attrs.push(KeyValue::new("lb.continuation", true));
-            }
-            if let Some(m) = a.max_tokens {
-                attrs.push(KeyValue::new("gen_ai.request.max_tokens", i64::from(m)));
-            }
-            if let Some(t) = a.temperature {
-                attrs.push(KeyValue::new("gen_ai.request.temperature", t));
-            }
-            span.set_attributes(attrs);
-        }
         parent.with_span(span)
     }
 
-    /// Records the chat answer on a span (attempt or request).
-    pub(crate) fn chat_response(&self, cx: &Context, resp: &ChatCompletionResponse) {
-        response_model(cx, &resp.model, &resp.id);
-        let span = cx.span();
+    /// The chat answer's attributes (for an attempt or request span).
+    pub(crate) fn chat_response(&self, out: &mut Vec<KeyValue>, resp: &ChatCompletionResponse) {
+        response_model(out, &resp.model, &resp.id);
         let reasons: Vec<opentelemetry::StringValue> = resp
             .choices
             .iter()
             .filter_map(|c| c.finish_reason.clone().map(Into::into))
             .collect();
-        span.set_attribute(KeyValue::new(
+        out.push(KeyValue::new(
             "gen_ai.response.finish_reasons",
             Value::Array(reasons.into()),
         ));
         if let Some(u) = &resp.usage {
-            usage(cx, u);
+            usage(out, u);
         }
         if self.capture {
             let messages: Vec<&ChatMessage> = resp.choices.iter().map(|c| &c.message).collect();
-            span.set_attribute(KeyValue::new("gen_ai.output.messages", json(&messages)));
+            out.push(KeyValue::new("gen_ai.output.messages", json(&messages)));
         }
     }
 
-    /// Records the embeddings answer on a span.
-    pub(crate) fn embedding_response(cx: &Context, resp: &EmbeddingResponse) {
-        cx.span()
-            .set_attribute(KeyValue::new("gen_ai.response.model", resp.model.clone()));
+    /// The embeddings answer's attributes.
+    pub(crate) fn embedding_response(out: &mut Vec<KeyValue>, resp: &EmbeddingResponse) {
+        out.push(KeyValue::new("gen_ai.response.model", resp.model.clone()));
         if let Some(u) = &resp.usage {
-            usage(cx, u);
+            usage(out, u);
         }
     }
 
-    /// Records the text a stream delivered (only with content capture on).
-    pub(crate) fn stream_output(&self, cx: &Context, text: &str, finish_reason: Option<&str>) {
+    /// The attributes of the text a stream delivered (the text itself only
+    /// with content capture on).
+    pub(crate) fn stream_output(
+        &self,
+        out: &mut Vec<KeyValue>,
+        text: &str,
+        finish_reason: Option<&str>,
+    ) {
         if let Some(r) = finish_reason {
-            cx.span().set_attribute(KeyValue::new(
+            out.push(KeyValue::new(
                 "gen_ai.response.finish_reasons",
                 Value::Array(vec![opentelemetry::StringValue::from(r.to_owned())].into()),
             ));
         }
         if self.capture {
             let message = serde_json::json!([{"role": "assistant", "content": text}]);
-            cx.span()
-                .set_attribute(KeyValue::new("gen_ai.output.messages", message.to_string()));
+            out.push(KeyValue::new("gen_ai.output.messages", message.to_string()));
         }
     }
+}
+
+/// A request span `sampler` drops, decided up front: a non-recording span
+/// with a fresh span id (so `traceparent` still travels upstream, unsampled),
+/// at a fraction of what the SDK spends building one. `Err` carries the new
+/// trace id the span must use when it is sampled (none under a parent).
+fn sampled_out(
+    sampler: &opentelemetry_sdk::trace::Sampler,
+    parent: &Context,
+) -> Result<Context, Option<opentelemetry::trace::TraceId>> {
+    use opentelemetry::trace::{SamplingDecision, SpanContext, TraceFlags};
+    use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, ShouldSample};
+    let ids = RandomIdGenerator::default();
+    let parent_span = parent.span();
+    let parent_sc = parent_span.span_context();
+    let (trace_id, new_trace) = if parent_sc.is_valid() {
+        (parent_sc.trace_id(), None)
+    } else {
+        let id = ids.new_trace_id();
+        (id, Some(id))
+    };
+    let decision = sampler
+        .should_sample(Some(parent), trace_id, "", &SpanKind::Server, &[], &[])
+        .decision;
+    if decision != SamplingDecision::Drop {
+        return Err(new_trace);
+    }
+    let sc = SpanContext::new(
+        trace_id,
+        ids.new_span_id(),
+        TraceFlags::default(),
+        false,
+        parent_sc.trace_state().clone(),
+    );
+    Ok(parent.with_remote_span_context(sc))
 }
 
 /// What an attempt span says about its attempt.
@@ -385,26 +466,25 @@ pub(crate) struct AttemptInfo {
     pub(crate) temperature: Option<f64>,
 }
 
-/// Where a served call went, on its request span.
-pub(crate) fn served(cx: &Context, meta: &crate::ResponseMeta) {
-    let span = cx.span();
-    span.set_attribute(KeyValue::new(
+/// Where a served call went: the request span's attributes.
+pub(crate) fn served(out: &mut Vec<KeyValue>, meta: &crate::ResponseMeta) {
+    out.push(KeyValue::new(
         "lb.deployment.id",
-        meta.deployment_id.to_string(),
+        Arc::clone(meta.deployment_id.as_arc()),
     ));
-    span.set_attribute(KeyValue::new(
+    out.push(KeyValue::new(
         "lb.model_group",
-        meta.model_group.to_string(),
+        Arc::clone(&meta.model_group),
     ));
-    span.set_attribute(KeyValue::new("gen_ai.system", meta.provider.to_string()));
-    span.set_attribute(KeyValue::new(
+    out.push(KeyValue::new("gen_ai.system", Arc::clone(&meta.provider)));
+    out.push(KeyValue::new(
         "gen_ai.provider.name",
-        meta.provider.to_string(),
+        Arc::clone(&meta.provider),
     ));
-    span.set_attribute(KeyValue::new("lb.attempts", i64::from(meta.attempts)));
-    span.set_attribute(KeyValue::new("lb.retries", i64::from(meta.retries)));
-    span.set_attribute(KeyValue::new("lb.fallbacks", i64::from(meta.fallbacks)));
-    cost(cx, meta.cost);
+    out.push(KeyValue::new("lb.attempts", i64::from(meta.attempts)));
+    out.push(KeyValue::new("lb.retries", i64::from(meta.retries)));
+    out.push(KeyValue::new("lb.fallbacks", i64::from(meta.fallbacks)));
+    cost(out, meta.cost);
 }
 
 /// Why a call failed, on its request span.
@@ -422,31 +502,45 @@ pub(crate) fn router_failed(cx: &Context, e: &crate::RouterError, capture: bool)
     );
 }
 
-/// The answering model and response id on a span.
-pub(crate) fn response_model(cx: &Context, model: &str, id: &str) {
-    let span = cx.span();
-    span.set_attribute(KeyValue::new("gen_ai.response.model", model.to_owned()));
-    span.set_attribute(KeyValue::new("gen_ai.response.id", id.to_owned()));
+/// The answering model and response id.
+pub(crate) fn response_model(out: &mut Vec<KeyValue>, model: &str, id: &str) {
+    out.push(KeyValue::new("gen_ai.response.model", model.to_owned()));
+    out.push(KeyValue::new("gen_ai.response.id", id.to_owned()));
 }
 
-/// Token usage on a span.
-pub(crate) fn usage(cx: &Context, u: &Usage) {
-    let span = cx.span();
-    span.set_attribute(KeyValue::new(
+/// Token usage.
+pub(crate) fn usage(out: &mut Vec<KeyValue>, u: &Usage) {
+    out.push(KeyValue::new(
         "gen_ai.usage.input_tokens",
         i64::try_from(u.prompt_tokens).unwrap_or(i64::MAX),
     ));
-    span.set_attribute(KeyValue::new(
+    out.push(KeyValue::new(
         "gen_ai.usage.output_tokens",
         i64::try_from(u.completion_tokens).unwrap_or(i64::MAX),
     ));
 }
 
-/// The call's cost in USD on a span.
-pub(crate) fn cost(cx: &Context, cost: Option<f64>) {
+/// The call's cost in USD.
+pub(crate) fn cost(out: &mut Vec<KeyValue>, cost: Option<f64>) {
     if let Some(c) = cost {
-        cx.span().set_attribute(KeyValue::new("lb.cost_usd", c));
+        out.push(KeyValue::new("lb.cost_usd", c));
     }
+}
+
+/// Sets `attrs` on the span of `cx` (one lock for all of them).
+pub(crate) fn set(cx: &Context, attrs: Vec<KeyValue>) {
+    if !attrs.is_empty() {
+        cx.span().set_attributes(attrs);
+    }
+}
+
+/// Sets `attrs` on the span of `cx` and ends it.
+pub(crate) fn end_with(cx: &Context, attrs: Vec<KeyValue>) {
+    let span = cx.span();
+    if !attrs.is_empty() {
+        span.set_attributes(attrs);
+    }
+    span.end();
 }
 
 /// Marks a span failed with `error_type` (the error class or OpenAI type).
@@ -480,9 +574,21 @@ pub(crate) fn event(cx: &Context, name: &'static str, attrs: Vec<KeyValue>) {
     cx.span().add_event(name, attrs);
 }
 
+/// Whether the span of `cx` records (its trace was sampled).
+pub(crate) fn recording(cx: &Context) -> bool {
+    cx.span().is_recording()
+}
+
 /// The trace id of `cx`'s span, as 32 hex digits.
 pub(crate) fn trace_id(cx: &Context) -> String {
-    cx.span().span_context().trace_id().to_string()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = cx.span().span_context().trace_id().to_bytes();
+    let mut out = String::with_capacity(32);
+    for b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// Ends the span of `cx` now.
@@ -497,6 +603,21 @@ fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_id_is_32_lowercase_hex_digits() {
+        use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+        for id in [1_u128, u128::MAX, 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736] {
+            let cx = Context::new().with_remote_span_context(SpanContext::new(
+                TraceId::from(id),
+                SpanId::from(1_u64),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::NONE,
+            ));
+            assert_eq!(trace_id(&cx), format!("{id:032x}"));
+        }
+    }
 
     #[test]
     fn debug_never_prints_header_values() {
