@@ -27,6 +27,14 @@ impl LoadResult {
         (self.ok + self.failed) as f64 / self.elapsed.as_secs_f64()
     }
 
+    /// Adds another run's requests and latencies to this one's.
+    pub fn merge(&mut self, other: &LoadResult) {
+        self.ok += other.ok;
+        self.failed += other.failed;
+        self.elapsed += other.elapsed;
+        let _ = self.hist.add(&other.hist);
+    }
+
     /// A latency quantile in milliseconds.
     pub fn quantile_ms(&self, q: f64) -> f64 {
         self.hist.value_at_quantile(q) as f64 / 1000.0
@@ -156,8 +164,26 @@ async fn send(client: &Client, shot: &Shot) -> bool {
     }
 }
 
-/// Time to first byte and to the end of `n` streamed requests, one at a time.
+/// Time to first byte and to the end of `n` streamed requests, one at a
+/// time, from a task on the runtime (as `run`'s senders are).
 pub async fn stream_timings(client: &Client, shot: &Shot, n: u64) -> (LoadResult, LoadResult) {
+    let (client, shot) = (client.clone(), shot.clone());
+    let task = tokio::spawn(async move { stream_timings_here(&client, &shot, n).await });
+    match task.await {
+        Ok(results) => results,
+        Err(_) => {
+            let failed = || LoadResult {
+                ok: 0,
+                failed: n,
+                hist: new_hist(),
+                elapsed: std::time::Duration::ZERO,
+            };
+            (failed(), failed())
+        }
+    }
+}
+
+async fn stream_timings_here(client: &Client, shot: &Shot, n: u64) -> (LoadResult, LoadResult) {
     let mut first = new_hist();
     let mut whole = new_hist();
     let (mut ok, mut failed) = (0u64, 0u64);
