@@ -260,7 +260,8 @@ async fn a_streamed_request_span_ends_with_the_stream_and_records_its_continuati
     let root = by_kind(&spans, "server")[0];
     assert_eq!(root.attr("lb.stream"), Some(&json!(true)));
     assert_eq!(root.int_attr("lb.stream_continuations"), Some(1));
-    assert_eq!(root.str_attr("lb.deployment.id"), Some("dep-1"));
+    assert_eq!(root.str_attr("lb.deployment.id"), Some("dep-0"));
+    assert_eq!(root.str_attr("lb.continued_by"), Some("dep-1"));
     let cont: Vec<_> = root.events_named("lb.stream_continuation").collect();
     assert_eq!(cont.len(), 1, "{root:#?}");
     assert_eq!(cont[0]["lb.failed_deployment"], "dep-0");

@@ -493,7 +493,7 @@ async fn streams(
     }
     let failed = results.iter().map(|r| r.1.failed).sum();
     Streams {
-        report: stream_report(&results[0], &results[1], &results[2], n),
+        report: stream_report(&results[0], &results[1], &results[2], n / rounds * rounds),
         failed,
     }
 }

@@ -1,6 +1,6 @@
 //! The gateway with observability off, with Prometheus metrics on, and
 //! with metrics on and traces exported over OTLP/HTTP to a collector on
-//! loopback, same run.
+//! loopback (every trace, a 10% sample, every trace sampled out), same run.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,8 +36,8 @@ const CONFIGS: [(bool, Option<f64>); 5] = [
     (true, Some(0.0)),
 ];
 
-/// Runs each configuration twice for half the time, interleaved (to spread
-/// drift over all), and writes the section.
+/// Runs each configuration in `ROUNDS` slices, interleaved and rotated (to
+/// spread drift and order effects over all), and writes the section.
 pub(crate) async fn run(seconds: u64, out: &str) -> Result<(), String> {
     let mock = MockServer::start(1).await.map_err(|e| e.to_string())?;
     let collector = OtlpCollector::start_counting()

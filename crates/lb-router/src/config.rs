@@ -317,10 +317,19 @@ fn traces_url(url: &str, base: bool) -> Option<String> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return None;
     }
-    if !base || url.trim_end_matches('/').ends_with("/v1/traces") {
-        return Some(url.to_owned());
-    }
-    Some(format!("{}/v1/traces", url.trim_end_matches('/')))
+    // A URL with a host, as given (before a path is appended).
+    reqwest::Url::parse(url)
+        .ok()
+        .filter(|u| u.host_str().is_some_and(|h| !h.is_empty()))?;
+    let full = if !base || url.trim_end_matches('/').ends_with("/v1/traces") {
+        url.to_owned()
+    } else {
+        format!("{}/v1/traces", url.trim_end_matches('/'))
+    };
+    reqwest::Url::parse(&full)
+        .ok()
+        .filter(|u| u.host_str().is_some_and(|h| !h.is_empty()))
+        .map(|_| full)
 }
 
 /// `%XX` escapes decoded (OTLP header values are percent-encoded).
@@ -1126,6 +1135,21 @@ impl Parser {
                 };
                 s.headers
                     .push((k.trim().to_owned(), Secret::new(percent_decode(v.trim()))));
+            }
+        }
+        // Every header must be sendable (the value is a secret: not quoted).
+        for (k, v) in &s.headers {
+            if http::HeaderName::from_bytes(k.as_bytes()).is_err() {
+                return Err(invalid(
+                    "router_settings.otel.headers",
+                    format!("{k:?} is not a valid HTTP header name"),
+                ));
+            }
+            if http::HeaderValue::from_str(v.expose()).is_err() {
+                return Err(invalid(
+                    "router_settings.otel.headers",
+                    format!("the value of {k:?} is not valid in an HTTP header"),
+                ));
             }
         }
         if let Some(name) = service_name.or_else(|| env("OTEL_SERVICE_NAME")) {
@@ -1942,6 +1966,37 @@ model_list:
         assert!(
             err("router_settings:\n  otel: {endpont: http://c}\n")
                 .starts_with("router_settings.otel.endpont: unknown key")
+        );
+        assert_eq!(
+            err("router_settings:\n  otel: {endpoint: \"http://\"}\n"),
+            "router_settings.otel.endpoint: expected an http:// or https:// URL, got \"http://\""
+        );
+        // A header that cannot be sent names the header, never its value.
+        let e = err(
+            "router_settings:\n  otel:\n    endpoint: http://c\n    headers: {x-key: \"sk-otel\\nsecret\"}\n",
+        );
+        assert_eq!(
+            e,
+            "router_settings.otel.headers: the value of \"x-key\" is not valid in an HTTP header"
+        );
+        assert_eq!(
+            err(
+                "router_settings:\n  otel:\n    endpoint: http://c\n    headers: {\"bad key\": v}\n"
+            ),
+            "router_settings.otel.headers: \"bad key\" is not a valid HTTP header name"
+        );
+        // Set for another tool, a bad header variable leaves traces off.
+        let cfg = RouterConfig::from_yaml(
+            "environment_variables:\n  OTEL_EXPORTER_OTLP_ENDPOINT: http://c:4318\n  OTEL_EXPORTER_OTLP_HEADERS: \"bad key=1\"\n",
+        )
+        .unwrap();
+        assert!(cfg.settings.tracing.is_none());
+        assert!(
+            cfg.warnings
+                .iter()
+                .any(|w| w.contains("bad key") && w.contains("traces stay off")),
+            "{:?}",
+            cfg.warnings
         );
     }
 

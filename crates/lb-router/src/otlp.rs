@@ -72,7 +72,7 @@ pub(crate) struct ProtobufExporter {
     buffers: Arc<Buffers>,
     client: reqwest::Client,
     runtime: tokio::runtime::Handle,
-    endpoint: String,
+    endpoint: reqwest::Url,
     headers: reqwest::header::HeaderMap,
     /// The encoded `Resource` message (set by the provider).
     resource: Vec<u8>,
@@ -82,7 +82,7 @@ pub(crate) struct ProtobufExporter {
 impl fmt::Debug for ProtobufExporter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProtobufExporter")
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &self.endpoint.as_str())
             .finish_non_exhaustive()
     }
 }
@@ -97,6 +97,8 @@ impl ProtobufExporter {
         runtime: tokio::runtime::Handle,
     ) -> Result<Self, String> {
         use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+        let endpoint = reqwest::Url::parse(&endpoint)
+            .map_err(|e| format!("the OTLP endpoint {endpoint:?} is not a URL: {e}"))?;
         let mut map = HeaderMap::new();
         map.insert(
             CONTENT_TYPE,
@@ -164,7 +166,7 @@ impl SpanExporter for ProtobufExporter {
         });
         let request = self
             .client
-            .post(&self.endpoint)
+            .post(self.endpoint.clone())
             .headers(self.headers.clone())
             .body(body);
         // On the router's runtime, also when the SDK calls from a thread of
@@ -367,7 +369,13 @@ fn nanos(t: SystemTime) -> u64 {
 /// A `KeyValue { key = 1, value = 2 }` as field `field`.
 fn key_value(buf: &mut Vec<u8>, field: u32, k: &str, v: &Value) {
     let value_len = any_value_len(v);
-    let len = field_len(1, k.len()) + field_len(2, value_len);
+    // An empty key is a proto3 default: not written, not counted.
+    let key_len = if k.is_empty() {
+        0
+    } else {
+        field_len(1, k.len())
+    };
+    let len = key_len + field_len(2, value_len);
     key(buf, field, LEN);
     varint(buf, len as u64);
     string(buf, 1, k);
@@ -549,6 +557,7 @@ mod tests {
             KeyValue::new("bools", Value::Array(vec![true, false].into())),
             KeyValue::new("floats", Value::Array(vec![0.5_f64, -2.0].into())),
             KeyValue::new("no_items", Value::Array(Vec::<i64>::new().into())),
+            KeyValue::new("", "an empty key"),
         ]
     }
 
@@ -614,7 +623,8 @@ mod tests {
                 .build()
                 .map(|rt| rt.handle().clone())
                 .unwrap_or_else(|e| panic!("runtime: {e}")),
-            endpoint: String::new(),
+            endpoint: reqwest::Url::parse("http://localhost:4318/v1/traces")
+                .unwrap_or_else(|e| panic!("{e}")),
             headers: reqwest::header::HeaderMap::new(),
             resource: Vec::new(),
             schema_url: String::new(),

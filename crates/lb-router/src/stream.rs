@@ -296,8 +296,9 @@ impl StreamState {
             "lb.stream_continuations",
             i64::try_from(self.continued.len()).unwrap_or(i64::MAX),
         ));
+        // `lb.deployment.id` stays the deployment that started the answer.
         if let Some((_, by)) = self.continued.last() {
-            attrs.push(KeyValue::new("lb.deployment.id", Arc::clone(by.as_arc())));
+            attrs.push(KeyValue::new("lb.continued_by", Arc::clone(by.as_arc())));
         }
         telemetry::set(&cx, attrs);
         if let Some(e) = error {

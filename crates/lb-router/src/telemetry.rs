@@ -428,6 +428,11 @@ fn sampled_out(
 ) -> Result<Context, Option<opentelemetry::trace::TraceId>> {
     use opentelemetry::trace::{SamplingDecision, SpanContext, TraceFlags};
     use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, ShouldSample};
+    // Suppressed telemetry (the SDK's own export path): the SDK makes no
+    // span, and neither do we.
+    if parent.is_telemetry_suppressed() {
+        return Ok(parent.clone());
+    }
     let ids = RandomIdGenerator::default();
     let parent_span = parent.span();
     let parent_sc = parent_span.span_context();
@@ -443,10 +448,16 @@ fn sampled_out(
     if decision != SamplingDecision::Drop {
         return Err(new_trace);
     }
+    // The parent's flags with "sampled" cleared, as the SDK keeps them.
+    let flags = if parent_sc.is_valid() {
+        parent_sc.trace_flags().with_sampled(false)
+    } else {
+        TraceFlags::default()
+    };
     let sc = SpanContext::new(
         trace_id,
         ids.new_span_id(),
-        TraceFlags::default(),
+        flags,
         false,
         parent_sc.trace_state().clone(),
     );
