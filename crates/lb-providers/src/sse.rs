@@ -102,6 +102,19 @@ pub(crate) fn chunks(
                         }
                         return end(st, truncated());
                     }
+                    // One pass for the common case: a chunk (every field
+                    // has a default, so an `{"error": ...}` event parses too
+                    // and is told apart by its field).
+                    if let Ok(chunk) = serde_json::from_str::<ChatCompletionChunk>(data) {
+                        if let Some(e) = chunk.extra.get("error").filter(|e| !e.is_null()) {
+                            let err = in_band_error(e, &st.redactor);
+                            return end(st, err);
+                        }
+                        st.completion.record(&chunk);
+                        return Some((Ok(chunk), st));
+                    }
+                    // Not a chunk: an error event, valid JSON of another
+                    // shape, or not JSON at all.
                     match serde_json::from_str::<Value>(data) {
                         Ok(Value::Object(map))
                             if map.get("error").is_some_and(|e| !e.is_null()) =>
@@ -109,21 +122,18 @@ pub(crate) fn chunks(
                             let err = in_band_error(&map["error"], &st.redactor);
                             return end(st, err);
                         }
-                        Ok(value) => match serde_json::from_value::<ChatCompletionChunk>(value) {
-                            Ok(chunk) => {
-                                st.completion.record(&chunk);
-                                return Some((Ok(chunk), st));
-                            }
-                            Err(e) => {
-                                let err = UpstreamError::new(
-                                    ErrorClass::ServerError,
-                                    format!(
-                                        "upstream sent a stream event that is not a chat completion chunk: {e}"
-                                    ),
-                                );
-                                return end(st, err);
-                            }
-                        },
+                        Ok(value) => {
+                            let e = serde_json::from_value::<ChatCompletionChunk>(value)
+                                .err()
+                                .map_or_else(|| "unexpected shape".to_owned(), |e| e.to_string());
+                            let err = UpstreamError::new(
+                                ErrorClass::ServerError,
+                                format!(
+                                    "upstream sent a stream event that is not a chat completion chunk: {e}"
+                                ),
+                            );
+                            return end(st, err);
+                        }
                         Err(e) => {
                             st.malformed.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(error = %e, "dropped a malformed stream event");
@@ -178,5 +188,72 @@ mod tests {
         assert!(c.complete());
         c.record(&chunk(&[]));
         assert!(c.complete(), "a usage-only chunk changes nothing");
+    }
+
+    /// What `chunks` yields for an upstream body of SSE `events`.
+    async fn parse(events: &[&str]) -> (Vec<Result<ChatCompletionChunk, UpstreamError>>, u64) {
+        let body: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+        let resp = reqwest::Response::from(http::Response::new(body));
+        let malformed = Arc::new(AtomicU64::new(0));
+        let out = chunks(resp, Redactor::default(), Arc::clone(&malformed))
+            .collect::<Vec<_>>()
+            .await;
+        (out, malformed.load(Ordering::Relaxed))
+    }
+
+    const DONE: &str =
+        r#"{"id":"c","choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":"stop"}]}"#;
+
+    #[tokio::test]
+    async fn chunks_errors_and_malformed_events_are_told_apart() {
+        // A good answer with a malformed event and a null `error` field.
+        let (out, malformed) = parse(&[
+            r#"{"id":"c","choices":[{"index":0,"delta":{"role":"assistant"}}],"error":null}"#,
+            "{not json",
+            DONE,
+            "[DONE]",
+        ])
+        .await;
+        assert_eq!(malformed, 1);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(out.iter().all(Result::is_ok), "{out:?}");
+        assert_eq!(
+            out[1].as_ref().ok().and_then(|c| c.finish_reason()),
+            Some("stop")
+        );
+
+        // An in-band error, alone or beside chunk fields, ends the stream.
+        for event in [
+            r#"{"error":{"message":"slow down","type":"rate_limit_error"}}"#,
+            r#"{"id":"c","choices":[],"error":{"message":"boom","code":"context_length_exceeded"}}"#,
+            r#"{"choices":"not a list","error":{"message":"boom"}}"#,
+        ] {
+            let (out, _) = parse(&[event, DONE]).await;
+            assert_eq!(out.len(), 1, "{event}: {out:?}");
+            let e = out[0]
+                .as_ref()
+                .err()
+                .unwrap_or_else(|| panic!("{event}: {out:?}"));
+            assert!(e.message == "slow down" || e.message == "boom", "{e:?}");
+        }
+        let (out, _) =
+            parse(&[r#"{"error":{"message":"slow down","type":"rate_limit_error"}}"#]).await;
+        assert_eq!(
+            out[0].as_ref().err().map(|e| e.class),
+            Some(ErrorClass::RateLimited)
+        );
+
+        // Valid JSON that is not a chunk ends the stream with a server error.
+        for event in ["[1,2]", "42", r#"{"choices":"not a list"}"#] {
+            let (out, malformed) = parse(&[event, DONE]).await;
+            assert_eq!(malformed, 0);
+            assert_eq!(out.len(), 1, "{event}: {out:?}");
+            let e = out[0]
+                .as_ref()
+                .err()
+                .unwrap_or_else(|| panic!("{event}: {out:?}"));
+            assert_eq!(e.class, ErrorClass::ServerError);
+            assert!(e.message.contains("not a chat completion chunk"), "{e:?}");
+        }
     }
 }
