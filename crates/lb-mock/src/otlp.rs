@@ -198,15 +198,14 @@ async fn export(
         // contents, so a load test's collector costs little CPU.
         return match skeleton::Export::decode(body.as_ref()) {
             Ok(req) => {
-                let count: usize = req
-                    .resource_spans
-                    .iter()
-                    .flat_map(|rs| &rs.scope_spans)
-                    .map(|ss| ss.spans.len())
-                    .sum();
                 c.protobuf.fetch_add(1, Relaxed);
-                c.span_count
-                    .fetch_add(u64::try_from(count).unwrap_or(u64::MAX), Relaxed);
+                count_spans(
+                    &c,
+                    req.resource_spans
+                        .iter()
+                        .flat_map(|rs| &rs.scope_spans)
+                        .map(|ss| ss.spans.len()),
+                );
                 (StatusCode::OK, protobuf_headers(), Vec::new())
             }
             Err(e) => (
@@ -227,14 +226,13 @@ async fn export(
         Ok(r) => r,
         Err(e) => return (StatusCode::BAD_REQUEST, HeaderMap::new(), e.into_bytes()),
     };
-    let count: usize = req
-        .resource_spans
-        .iter()
-        .flat_map(|rs| &rs.scope_spans)
-        .map(|ss| ss.spans.len())
-        .sum();
-    c.span_count
-        .fetch_add(u64::try_from(count).unwrap_or(u64::MAX), Relaxed);
+    count_spans(
+        &c,
+        req.resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .map(|ss| ss.spans.len()),
+    );
     let mut out = Vec::new();
     for rs in req.resource_spans.into_iter().filter(|_| c.keep) {
         let service_name = rs.resource.as_ref().and_then(|r| {
@@ -294,6 +292,13 @@ async fn export(
     } else {
         (StatusCode::OK, protobuf_headers(), Vec::new())
     }
+}
+
+/// Adds the spans of one request (a count per scope) to the total.
+fn count_spans(c: &Collected, per_scope: impl Iterator<Item = usize>) {
+    let count: usize = per_scope.sum();
+    c.span_count
+        .fetch_add(u64::try_from(count).unwrap_or(u64::MAX), Relaxed);
 }
 
 fn protobuf_headers() -> HeaderMap {

@@ -368,6 +368,37 @@ pub(crate) enum Output {
     Embed(EmbeddingResponse),
 }
 
+/// Runs a call whose trace was sampled out inside `cx`: nothing is
+/// recorded, but its `traceparent` (flagged unsampled) still travels
+/// upstream, and the answer names the trace.
+async fn in_unsampled_trace<R: HasMeta>(
+    cx: &opentelemetry::Context,
+    call: impl Future<Output = Result<R, RouterError>>,
+) -> Result<R, RouterError> {
+    let mut result = call.with_context(cx.clone()).await;
+    if let Ok(r) = &mut result {
+        r.meta_mut().trace_id = Some(telemetry::trace_id(cx));
+    }
+    result
+}
+
+/// A routed answer's metadata.
+trait HasMeta {
+    fn meta_mut(&mut self) -> &mut ResponseMeta;
+}
+
+impl<T> HasMeta for Routed<T> {
+    fn meta_mut(&mut self) -> &mut ResponseMeta {
+        &mut self.meta
+    }
+}
+
+impl HasMeta for RoutedStream {
+    fn meta_mut(&mut self) -> &mut ResponseMeta {
+        &mut self.meta
+    }
+}
+
 impl Router {
     /// A chat completion, routed. A `stream: true` in the request is ignored
     /// (use [`Router::completion_stream`]).
@@ -380,16 +411,7 @@ impl Router {
         };
         let cx = t.request_span("chat", &req.model, false, Some(&req.messages));
         if !telemetry::recording(&cx) {
-            // Sampled out: nothing is recorded, but the trace context still
-            // travels upstream in `traceparent`.
-            let mut result = self
-                .completion_traced(req, None)
-                .with_context(cx.clone())
-                .await;
-            if let Ok(r) = &mut result {
-                r.meta.trace_id = Some(telemetry::trace_id(&cx));
-            }
-            return result;
+            return in_unsampled_trace(&cx, self.completion_traced(req, None)).await;
         }
         let mut result = self.completion_traced(req, Some(cx.clone())).await;
         if let Ok(r) = &mut result {
@@ -442,14 +464,10 @@ impl Router {
         };
         let cx = t.request_span("chat", &req.model, true, Some(&req.messages));
         if !telemetry::recording(&cx) {
-            // Sampled out: as in `completion`; a continuation's request
-            // carries the context too.
-            let mut result = self
-                .completion_stream_traced(req, None)
-                .with_context(cx.clone())
-                .await;
+            let mut result =
+                in_unsampled_trace(&cx, self.completion_stream_traced(req, None)).await;
+            // A continuation's request carries the context too.
             if let Ok(r) = &mut result {
-                r.meta.trace_id = Some(telemetry::trace_id(&cx));
                 let stream =
                     std::mem::replace(&mut r.stream, Box::pin(futures_util::stream::empty()));
                 r.stream = Box::pin(stream.with_context(cx));
@@ -549,14 +567,7 @@ impl Router {
         };
         let cx = t.request_span("embeddings", &req.model, false, None);
         if !telemetry::recording(&cx) {
-            let mut result = self
-                .embedding_traced(req, None)
-                .with_context(cx.clone())
-                .await;
-            if let Ok(r) = &mut result {
-                r.meta.trace_id = Some(telemetry::trace_id(&cx));
-            }
-            return result;
+            return in_unsampled_trace(&cx, self.embedding_traced(req, None)).await;
         }
         let mut result = self.embedding_traced(req, Some(cx.clone())).await;
         if let Ok(r) = &mut result {
