@@ -128,11 +128,55 @@ pub(crate) struct GroupMetrics {
     fallback_failed: Count,
 }
 
+/// How often recorded histogram samples are folded into their buckets
+/// between scrapes (the Prometheus exporter's own upkeep period).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Folds recorded histogram samples into their buckets every `every`, until
+/// the last owner of `handle` is gone: without it, samples pile up in memory
+/// until a scrape, without bound when nothing scrapes. A task on the current
+/// tokio runtime (returned), or a thread of its own outside one.
+fn spawn_upkeep(
+    handle: &Arc<PrometheusHandle>,
+    every: Duration,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let weak = Arc::downgrade(handle);
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        return Some(rt.spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(h) => h.run_upkeep(),
+                    None => return,
+                }
+            }
+        }));
+    }
+    let spawned = std::thread::Builder::new()
+        .name("lb-metrics-upkeep".to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                match weak.upgrade() {
+                    Some(h) => h.run_upkeep(),
+                    None => return,
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no thread for the metrics upkeep: histogram samples are folded only when /metrics is scraped");
+    }
+    None
+}
+
 /// The router's metrics.
 pub(crate) struct RouterMetrics {
     enabled: bool,
     recorder: PrometheusRecorder,
-    handle: PrometheusHandle,
+    /// Shared with the upkeep, which ends when this is dropped.
+    handle: Arc<PrometheusHandle>,
     pub(crate) deployments: Vec<DeploymentMetrics>,
     pub(crate) groups: std::collections::HashMap<Arc<str>, GroupMetrics>,
     /// Limit-store (Redis) errors at admission.
@@ -170,7 +214,10 @@ impl RouterMetrics {
             Err(_) => PrometheusBuilder::new(),
         };
         let recorder = builder.build_recorder();
-        let handle = recorder.handle();
+        let handle = Arc::new(recorder.handle());
+        if enabled {
+            spawn_upkeep(&handle, UPKEEP_EVERY);
+        }
         let m = meta();
         // Disabled: every handle is a no-op and nothing is rendered.
         let counter = |name: &'static str, labels: Vec<Label>| {
@@ -475,5 +522,40 @@ impl RouterMetrics {
             stream_continuations: self.continued.get(),
             stream_continuations_failed: self.not_continued.get(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn upkeep_folds_samples_between_scrapes_and_ends_with_the_router() {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&BUCKETS)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .build_recorder();
+        let handle = Arc::new(recorder.handle());
+        let task = spawn_upkeep(&handle, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("a task on the runtime"));
+        let h = recorder.register_histogram(&Key::from_name("lb_test_seconds"), &meta());
+        for v in [0.01, 0.2, 3.0] {
+            h.record(v);
+        }
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        h.record(0.02);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        // Folded samples are rendered as if they had been drained at the scrape.
+        let text = handle.render();
+        assert!(text.contains("lb_test_seconds_count 4"), "{text}");
+        assert!(text.contains("lb_test_seconds_sum 3.23"), "{text}");
+        assert!(!task.is_finished());
+        drop(handle);
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        tokio::task::yield_now().await;
+        assert!(
+            task.is_finished(),
+            "the upkeep ends once the router is gone"
+        );
     }
 }
