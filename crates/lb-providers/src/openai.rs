@@ -208,7 +208,7 @@ impl OpenAiCompatible {
             return Ok(resp);
         }
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.unwrap_or_default();
+        let body = read_capped(resp, MAX_ERROR_BODY).await;
         let mut err = classify_error(status, &headers, &body, self.clock.wall());
         err.message = self.redactor.redact(err.message);
         Err(err)
@@ -499,6 +499,25 @@ fn with_trace_context(req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
 
 /// `00-{trace id}-{span id}-{flags}` as the W3C Trace Context says (the
 /// sampled flag only, as OpenTelemetry's propagator writes it).
+/// Most bytes of an error answer's body read; the rest is not waited for
+/// (an error page or a runaway body must not fill the router's memory).
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Up to `max` bytes of `resp`'s body (what arrived before a read error).
+async fn read_capped(mut resp: reqwest::Response, max: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < max {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = max - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    body
+}
+
 fn traceparent(sc: &opentelemetry::trace::SpanContext) -> HeaderValue {
     fn hex(out: &mut [u8], bytes: &[u8]) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -519,6 +538,22 @@ fn traceparent(sc: &opentelemetry::trace::SpanContext) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_error_body_is_read_up_to_its_cap() {
+        let response = |body: Vec<u8>| {
+            reqwest::Response::from(
+                http::Response::builder()
+                    .status(502)
+                    .body(body)
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
+        };
+        let big = read_capped(response(vec![b'x'; 1 << 20]), MAX_ERROR_BODY).await;
+        assert_eq!(big.len(), MAX_ERROR_BODY);
+        let small = read_capped(response(b"{\"error\":\"busy\"}".to_vec()), MAX_ERROR_BODY).await;
+        assert_eq!(small, b"{\"error\":\"busy\"}");
+    }
     use lb_core::ChatMessage;
 
     #[test]
