@@ -40,6 +40,67 @@ fn truncated() -> UpstreamError {
     )
 }
 
+/// Longest event accepted from an upstream, in bytes: a body that never
+/// ends its event must not fill the router's memory.
+const MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// Why an upstream's event stream could not be read.
+#[derive(Debug)]
+enum BodyError {
+    Transport(reqwest::Error),
+    EventTooLarge,
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Transport(e) => e.fmt(f),
+            Self::EventTooLarge => write!(f, "an event was longer than {MAX_EVENT_BYTES} bytes"),
+        }
+    }
+}
+
+/// `body` with an error once an event (the bytes since the last blank
+/// line) grows past `max` bytes.
+fn capped<S, E>(body: S, max: usize) -> impl Stream<Item = Result<bytes::Bytes, BodyError>>
+where
+    S: Stream<Item = Result<bytes::Bytes, E>>,
+    E: Into<BodyError>,
+{
+    let term = |c: u8| c == b'\n' || c == b'\r';
+    // Two line ends in a row (a `\r\n` pair is one) end an event.
+    let blank = move |a: u8, b: u8| term(a) && term(b) && !(a == b'\r' && b == b'\n');
+    let (mut event, mut last, mut over) = (0_usize, 0_u8, false);
+    body.map(move |r| {
+        let b = r.map_err(Into::into)?;
+        if over {
+            return Err(BodyError::EventTooLarge);
+        }
+        // The last blank line in the chunk, searched from its end (where
+        // a well-formed stream has one).
+        let cut = (1..b.len())
+            .rev()
+            .find(|&i| blank(b[i - 1], b[i]))
+            .or_else(|| b.first().filter(|&&c| blank(last, c)).map(|_| 0));
+        event = match cut {
+            Some(i) => b.len() - i - 1,
+            None => event.saturating_add(b.len()),
+        };
+        last = b.last().copied().unwrap_or(last);
+        if event > max {
+            over = true;
+            return Err(BodyError::EventTooLarge);
+        }
+        Ok(b)
+    })
+}
+
+impl From<reqwest::Error> for BodyError {
+    fn from(e: reqwest::Error) -> Self {
+        Self::Transport(e)
+    }
+}
+
 /// Turns an upstream `text/event-stream` body into chunks.
 ///
 /// The stream is complete when every choice that appeared reached a
@@ -62,7 +123,7 @@ pub(crate) fn chunks(
         malformed: Arc<AtomicU64>,
     }
     let state = State {
-        events: Box::pin(resp.bytes_stream().eventsource()),
+        events: Box::pin(capped(resp.bytes_stream(), MAX_EVENT_BYTES).eventsource()),
         finished: false,
         completion: Completion::default(),
         redactor,
@@ -168,6 +229,38 @@ fn in_band_error(err: &Value, redactor: &Redactor) -> UpstreamError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `text` in pieces of `size` bytes, through [`capped`]: how many pieces
+    /// passed before an error, and whether there was one.
+    async fn through_cap(text: &[u8], size: usize, max: usize) -> (usize, bool) {
+        let pieces: Vec<Result<bytes::Bytes, BodyError>> = text
+            .chunks(size)
+            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+            .collect();
+        let out: Vec<_> = capped(stream::iter(pieces), max).collect().await;
+        let ok = out.iter().take_while(|r| r.is_ok()).count();
+        (ok, ok < out.len())
+    }
+
+    #[tokio::test]
+    async fn events_are_capped_but_a_long_stream_of_small_ones_is_not() {
+        for end in ["\n\n", "\r\n\r\n", "\r\r"] {
+            let event = format!("data: {}{end}", "x".repeat(90));
+            let stream = event.repeat(1000);
+            for size in [1, 7, 64, 4096, stream.len()] {
+                let (_, failed) = through_cap(stream.as_bytes(), size, 200).await;
+                assert!(!failed, "{end:?} in pieces of {size}");
+            }
+        }
+        // One event of many short lines, never ended.
+        let lines = "data: x\n".repeat(100);
+        let (ok, failed) = through_cap(lines.as_bytes(), 10, 200).await;
+        assert!(failed);
+        assert!(ok * 10 <= 210, "{ok}");
+        // One long line.
+        let (_, failed) = through_cap("data: ".repeat(100).as_bytes(), 4096, 200).await;
+        assert!(failed);
+    }
 
     fn chunk(choices: &[(u32, Option<&str>)]) -> ChatCompletionChunk {
         let choices: Vec<Value> = choices
