@@ -138,16 +138,18 @@ impl Router {
 
     /// Starts background health checks on the current tokio runtime when
     /// `background_health_checks` is on: a round every interval of real
-    /// time (the first one interval after start); the task runs until aborted.
+    /// time (the first one interval after start); the task runs until
+    /// aborted, or until every handle to the router is dropped.
     pub fn spawn_health_checks(&self) -> Option<tokio::task::JoinHandle<()>> {
         let interval = self.inner.settings.health_check_interval?;
-        let router = self.clone();
+        let weak = Arc::downgrade(&self.inner);
         Some(tokio::spawn(async move {
             loop {
                 // A scheduler, not a policy: real time, so a test's manual
                 // clock cannot make it spin.
                 tokio::time::sleep(interval).await;
-                router.run_health_checks().await;
+                let Some(inner) = weak.upgrade() else { return };
+                Router { inner }.run_health_checks().await;
             }
         }))
     }
@@ -156,15 +158,16 @@ impl Router {
     /// Redis is configured and the strategy reads in-flight counts or
     /// latencies): every `redis_stats_interval`, one round trip sends this
     /// instance's and fetches theirs, which ranking then adds in. The task
-    /// runs until aborted.
+    /// runs until aborted, or until every handle to the router is dropped.
     pub fn spawn_load_exchange(&self) -> Option<tokio::task::JoinHandle<()>> {
         let (exchange, interval) = self.inner.load.clone()?;
-        let router = self.clone();
+        let weak = Arc::downgrade(&self.inner);
         Some(tokio::spawn(async move {
             let mut failing = false;
             loop {
                 tokio::time::sleep(interval).await;
-                let inner = &*router.inner;
+                let Some(strong) = weak.upgrade() else { return };
+                let inner = &*strong;
                 let now = inner.clock.now();
                 let mine = inner
                     .entries
@@ -240,14 +243,16 @@ impl Router {
 
     /// Starts listening for cooldowns other instances share (when Redis is
     /// configured): each is applied here for the time it still has to run.
-    /// The task runs until aborted.
+    /// The task runs until aborted, or until the first message after every
+    /// handle to the router is dropped.
     pub fn spawn_cooldown_listener(&self) -> Option<tokio::task::JoinHandle<()>> {
         let bus = Arc::clone(self.inner.bus.as_ref()?);
-        let router = self.clone();
+        let weak = Arc::downgrade(&self.inner);
         Some(tokio::spawn(async move {
             let mut rx = loop {
                 match bus.subscribe().await {
                     Ok(rx) => break rx,
+                    Err(_) if weak.strong_count() == 0 => return,
                     Err(e) => {
                         tracing::warn!(error = %e.message, "cannot listen for shared cooldowns; retrying");
                         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -255,7 +260,8 @@ impl Router {
                 }
             };
             while let Some(c) = rx.recv().await {
-                let inner = &*router.inner;
+                let Some(strong) = weak.upgrade() else { return };
+                let inner = &*strong;
                 let Some(&i) = inner.by_id.get(c.deployment.as_str()) else {
                     continue;
                 };
@@ -280,5 +286,28 @@ impl Router {
                 tracing::info!(deployment = %c.deployment, reason = %ev.reason, "cooldown shared by another instance");
             }
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Router;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn background_health_checks_end_with_the_router() {
+        let router = Router::from_yaml(
+            "model_list:\n  - model_name: m\n    litellm_params: {model: openai/m, api_base: \"http://127.0.0.1:9\"}\nrouter_settings:\n  background_health_checks: true\n  health_check_interval: 30\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let task = router
+            .spawn_health_checks()
+            .unwrap_or_else(|| panic!("health checks are configured"));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(!task.is_finished());
+        drop(router);
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        tokio::task::yield_now().await;
+        assert!(task.is_finished(), "the task ends once the router is gone");
     }
 }
