@@ -285,10 +285,19 @@ impl CooldownBus for RedisCooldownBus {
                     }
                     Err::<(), StoreError>(StoreError::new("redis subscription ended"))
                 };
-                if let Err(e) = session.await {
+                // The listener gone (its router dropped): unsubscribe now,
+                // not at the next message.
+                let result = tokio::select! {
+                    r = session => r,
+                    () = tx.closed() => return,
+                };
+                if let Err(e) = result {
                     tracing::debug!(error = %e.message, "cooldown subscription lost; resubscribing");
                 }
-                tokio::time::sleep(RESUBSCRIBE_INTERVAL).await;
+                tokio::select! {
+                    () = tokio::time::sleep(RESUBSCRIBE_INTERVAL) => {}
+                    () = tx.closed() => return,
+                }
             }
         });
         Ok(rx)
