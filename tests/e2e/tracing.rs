@@ -430,3 +430,25 @@ async fn sample_ratio_drops_new_traces_up_front_and_follows_a_sampled_client() {
         "a span id of the router's own: {followed}"
     );
 }
+
+#[tokio::test]
+async fn a_long_requested_model_is_recorded_cut_to_256_bytes() {
+    let collector = OtlpCollector::start().await.unwrap();
+    let h = ordered_pair(&collector, "", "openai/").await;
+    let model = "é".repeat(5000);
+    let resp = h
+        .http
+        .post(format!("{}/v1/chat/completions", h.gateway.url()))
+        .header("traceparent", format!("00-{TRACE}-{PARENT}-01"))
+        .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400, "an unknown model");
+    h.router.flush_traces().await;
+    let spans = collector.trace(TRACE);
+    let root = by_kind(&spans, "server")[0];
+    let recorded = root.str_attr("gen_ai.request.model").unwrap();
+    assert_eq!(recorded, "é".repeat(128));
+    assert_eq!(root.name, format!("chat {}", "é".repeat(128)));
+}

@@ -144,14 +144,21 @@ impl UpstreamError {
 /// Cuts `s` to at most [`MAX_MESSAGE_LEN`] bytes on a character boundary.
 pub fn truncate(mut s: String) -> String {
     if s.len() > MAX_MESSAGE_LEN {
-        let mut cut = MAX_MESSAGE_LEN;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
+        let cut = prefix_within(&s, MAX_MESSAGE_LEN).len();
         s.truncate(cut);
         s.push_str("...");
     }
     s
+}
+
+/// The longest start of `s` of at most `max` bytes that ends on a
+/// character boundary.
+pub fn prefix_within(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 #[cfg(test)]
@@ -165,6 +172,16 @@ mod tests {
         let e = UpstreamError::new(ErrorClass::Connection, "refused");
         assert_eq!(e.to_string(), "connection error: refused");
         assert_eq!(e.client_status(), 502);
+    }
+
+    #[test]
+    fn a_prefix_ends_on_a_character_boundary() {
+        assert_eq!(prefix_within("gpt-4o", 256), "gpt-4o");
+        assert_eq!(prefix_within(&"m".repeat(1000), 256).len(), 256);
+        let wide = "é".repeat(200);
+        assert_eq!(prefix_within(&wide, 256).len(), 256);
+        assert_eq!(prefix_within(&format!("x{wide}"), 256).len(), 255);
+        assert_eq!(prefix_within("é", 1), "");
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub mod types;
 
 pub use clock::{Clock, ManualClock, SharedClock, Sleep, SystemClock};
 pub use deployment::{Deployment, DeploymentId, ModelGroup};
-pub use error::{ErrorClass, UpstreamError};
+pub use error::{ErrorClass, UpstreamError, prefix_within};
 pub use secret::Secret;
 pub use state::{
     ConcurrencyPermit, ConcurrencyStore, CooldownBus, CounterKey, CounterStore, Denied,

@@ -497,8 +497,6 @@ fn with_trace_context(req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
     }
 }
 
-/// `00-{trace id}-{span id}-{flags}` as the W3C Trace Context says (the
-/// sampled flag only, as OpenTelemetry's propagator writes it).
 /// Most bytes of an error answer's body read; the rest is not waited for
 /// (an error page or a runaway body must not fill the router's memory).
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -518,6 +516,8 @@ async fn read_capped(mut resp: reqwest::Response, max: usize) -> Vec<u8> {
     body
 }
 
+/// `00-{trace id}-{span id}-{flags}` as the W3C Trace Context says (the
+/// sampled flag only, as OpenTelemetry's propagator writes it).
 fn traceparent(sc: &opentelemetry::trace::SpanContext) -> HeaderValue {
     fn hex(out: &mut [u8], bytes: &[u8]) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -538,6 +538,7 @@ fn traceparent(sc: &opentelemetry::trace::SpanContext) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lb_core::ChatMessage;
 
     #[tokio::test]
     async fn an_error_body_is_read_up_to_its_cap() {
@@ -554,7 +555,6 @@ mod tests {
         let small = read_capped(response(b"{\"error\":\"busy\"}".to_vec()), MAX_ERROR_BODY).await;
         assert_eq!(small, b"{\"error\":\"busy\"}");
     }
-    use lb_core::ChatMessage;
 
     #[test]
     fn traceparent_is_what_the_w3c_propagator_writes() {

@@ -60,6 +60,12 @@ impl std::fmt::Display for BodyError {
     }
 }
 
+impl From<reqwest::Error> for BodyError {
+    fn from(e: reqwest::Error) -> Self {
+        Self::Transport(e)
+    }
+}
+
 /// `body` with an error once an event (the bytes since the last blank
 /// line) grows past `max` bytes.
 fn capped<S, E>(body: S, max: usize) -> impl Stream<Item = Result<bytes::Bytes, BodyError>>
@@ -93,12 +99,6 @@ where
         }
         Ok(b)
     })
-}
-
-impl From<reqwest::Error> for BodyError {
-    fn from(e: reqwest::Error) -> Self {
-        Self::Transport(e)
-    }
 }
 
 /// Turns an upstream `text/event-stream` body into chunks.
