@@ -382,3 +382,49 @@ async fn timing_headers_split_the_response_time_into_upstream_and_overhead() {
         "the upstream's 50 ms are not overhead: {overhead} of {total}"
     );
 }
+
+#[tokio::test]
+async fn an_answer_over_max_response_size_mb_is_refused_without_retry() {
+    let h = Harness::start(2, "general_settings:\n  max_response_size_mb: 1\n").await;
+    for i in 0..2 {
+        // About 1.6 MB of text: over 1 MiB.
+        h.dep(i).update_behavior(|b| b.completion_tokens = 250_000);
+    }
+    let resp = h
+        .post("/v1/chat/completions", &Harness::chat("gpt-4o"))
+        .await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["type"], "invalid_request_error");
+    let message = err["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("max_response_size_mb"), "{message}");
+    assert_eq!(
+        h.dep(0).requests() + h.dep(1).requests(),
+        1,
+        "the request's own answer is too large: neither retried nor sent to the other deployment"
+    );
+    // Embeddings are held to the same limit; smaller answers pass.
+    let embed =
+        |inputs: usize| json!({"model": "gpt-4o", "input": vec!["hi"; inputs], "dimensions": 4096});
+    // 64 vectors of 4096 numbers: several MB.
+    let big = h.post("/v1/embeddings", &embed(64)).await;
+    assert_eq!(big.status(), 400);
+    let small = h.post("/v1/embeddings", &embed(1)).await;
+    assert_eq!(small.status(), 200);
+    let small: Value = small.json().await.unwrap();
+    assert_eq!(
+        small["data"][0]["embedding"].as_array().map(Vec::len),
+        Some(4096)
+    );
+    for i in 0..2 {
+        h.dep(i).update_behavior(|b| b.completion_tokens = 100_000);
+    }
+    let resp = h
+        .post("/v1/chat/completions", &Harness::chat("gpt-4o"))
+        .await;
+    assert_eq!(
+        resp.status(),
+        200,
+        "an answer under the limit (about 0.6 MB) is served"
+    );
+}

@@ -21,12 +21,21 @@ use crate::{Provider, ProviderConfigError};
 /// Azure `api-version` used when a deployment sets none.
 pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 
-/// The pooled HTTP client every deployment shares.
+/// Default largest body of a non-streamed answer read from an upstream:
+/// 256 MiB (an embeddings answer for thousands of inputs runs to ~100 MB).
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+
+/// The pooled HTTP client every deployment shares, and the largest answer
+/// body it reads.
 #[derive(Debug, Clone)]
-pub struct HttpClient(reqwest::Client);
+pub struct HttpClient {
+    client: reqwest::Client,
+    max_response_bytes: usize,
+}
 
 impl HttpClient {
-    /// A client with keep-alive pooling and no global timeout (calls set their own).
+    /// A client with keep-alive pooling and no global timeout (calls set
+    /// their own), reading answers of up to [`DEFAULT_MAX_RESPONSE_BYTES`].
     pub fn new() -> Self {
         let client = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(90))
@@ -37,12 +46,28 @@ impl HttpClient {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        Self(client)
+        Self::from_reqwest(client)
     }
 
     /// Wraps a client built elsewhere.
     pub fn from_reqwest(client: reqwest::Client) -> Self {
-        Self(client)
+        Self {
+            client,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+        }
+    }
+
+    /// The same client, refusing non-streamed answers longer than `max`
+    /// bytes (`general_settings.max_response_size_mb`): such a call fails
+    /// with a 400-class error once `max` bytes arrived, without reading on.
+    pub fn with_max_response_bytes(mut self, max: usize) -> Self {
+        self.max_response_bytes = max;
+        self
+    }
+
+    /// The largest non-streamed answer body read, in bytes.
+    pub fn max_response_bytes(&self) -> usize {
+        self.max_response_bytes
     }
 }
 
@@ -71,6 +96,8 @@ impl Redactor {
 #[derive(Debug, Clone)]
 pub struct OpenAiCompatible {
     http: reqwest::Client,
+    /// Largest non-streamed answer body read.
+    max_response: usize,
     api_base: String,
     chat_url: reqwest::Url,
     embeddings_url: reqwest::Url,
@@ -163,7 +190,8 @@ impl OpenAiCompatible {
             None => None,
         };
         Ok(Self {
-            http: http.0.clone(),
+            http: http.client.clone(),
+            max_response: http.max_response_bytes,
             api_base: display_base(&base),
             chat_url,
             embeddings_url,
@@ -212,6 +240,24 @@ impl OpenAiCompatible {
         let mut err = classify_error(status, &headers, &body, self.clock.wall());
         err.message = self.redactor.redact(err.message);
         Err(err)
+    }
+
+    /// The body of a successful answer, refused (a 400-class error, as
+    /// LiteLLM's `max_response_size_mb` check answers) once longer than
+    /// `max_response`.
+    async fn read_answer(&self, resp: reqwest::Response) -> Result<Vec<u8>, UpstreamError> {
+        match read_limited(resp, self.max_response).await {
+            Ok(Some(body)) => Ok(body),
+            Ok(None) => Err(UpstreamError::new(
+                ErrorClass::BadRequest,
+                format!(
+                    "Response size is too large: the upstream's answer is longer than \
+                     general_settings.max_response_size_mb allows ({} bytes)",
+                    self.max_response
+                ),
+            )),
+            Err(e) => Err(self.transport_error(e)),
+        }
     }
 
     fn transport_error(&self, e: reqwest::Error) -> UpstreamError {
@@ -351,7 +397,7 @@ impl Provider for OpenAiCompatible {
         };
         let call = async {
             let resp = self.send(&self.chat_url, &body).await?;
-            let bytes = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+            let bytes = self.read_answer(resp).await?;
             serde_json::from_slice::<ChatCompletionResponse>(&bytes)
                 .map_err(|e| self.unreadable("chat completion", e))
         };
@@ -425,7 +471,7 @@ impl Provider for OpenAiCompatible {
         };
         let call = async {
             let resp = self.send(&self.embeddings_url, &body).await?;
-            let bytes = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+            let bytes = self.read_answer(resp).await?;
             serde_json::from_slice::<EmbeddingResponse>(&bytes)
                 .map_err(|e| self.unreadable("embeddings response", e))
         };
@@ -516,6 +562,27 @@ async fn read_capped(mut resp: reqwest::Response, max: usize) -> Vec<u8> {
     body
 }
 
+/// The whole body of `resp`, or `None` as soon as it is known to be longer
+/// than `max` bytes (from its `Content-Length`, before reading anything).
+async fn read_limited(
+    mut resp: reqwest::Response,
+    max: usize,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    let announced = resp.content_length().unwrap_or(0);
+    if announced > max as u64 {
+        return Ok(None);
+    }
+    // What the upstream announced (at most `max`) is reserved, no more.
+    let mut body = Vec::with_capacity(usize::try_from(announced).unwrap_or(max));
+    while let Some(chunk) = resp.chunk().await? {
+        if chunk.len() > max - body.len() {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
 /// `00-{trace id}-{span id}-{flags}` as the W3C Trace Context says (the
 /// sampled flag only, as OpenTelemetry's propagator writes it).
 fn traceparent(sc: &opentelemetry::trace::SpanContext) -> HeaderValue {
@@ -554,6 +621,39 @@ mod tests {
         assert_eq!(big.len(), MAX_ERROR_BODY);
         let small = read_capped(response(b"{\"error\":\"busy\"}".to_vec()), MAX_ERROR_BODY).await;
         assert_eq!(small, b"{\"error\":\"busy\"}");
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_read_whole_up_to_its_limit_and_refused_past_it() {
+        // Chunked (no Content-Length): the limit is found while reading.
+        let chunked = |pieces: usize| {
+            let chunks = (0..pieces).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 1000]));
+            reqwest::Response::from(
+                http::Response::builder()
+                    .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                        chunks,
+                    )))
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
+        };
+        let exact = read_limited(chunked(10), 10_000).await.ok().flatten();
+        assert_eq!(exact.map(|b| b.len()), Some(10_000));
+        assert!(matches!(read_limited(chunked(11), 10_000).await, Ok(None)));
+        // Announced by Content-Length: refused before reading.
+        let sized = |n: usize| {
+            reqwest::Response::from(
+                http::Response::builder()
+                    .body(vec![b'x'; n])
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
+        };
+        assert_eq!(sized(10_000).content_length(), Some(10_000));
+        assert!(matches!(
+            read_limited(sized(10_001), 10_000).await,
+            Ok(None)
+        ));
+        let whole = read_limited(sized(10_000), 10_000).await.ok().flatten();
+        assert_eq!(whole.map(|b| b.len()), Some(10_000));
     }
 
     #[test]

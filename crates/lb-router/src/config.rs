@@ -180,6 +180,8 @@ pub struct GeneralSettings {
     pub master_key: Option<Secret>,
     /// Largest accepted request body, in MiB.
     pub max_request_size_mb: Option<u64>,
+    /// Largest non-streamed answer read from an upstream, in MiB.
+    pub max_response_size_mb: Option<u64>,
 }
 
 /// A whole config file, validated.
@@ -671,6 +673,9 @@ impl Parser {
                     }
                     "max_request_size_mb" => {
                         cfg.general.max_request_size_mb = Some(self.positive_int(v, &path)?);
+                    }
+                    "max_response_size_mb" => {
+                        cfg.general.max_response_size_mb = Some(self.positive_int(v, &path)?);
                     }
                     _ => cfg
                         .warnings
@@ -1660,6 +1665,8 @@ router_settings:
   model_group_alias: {gpt-4: gpt-4o, secret: {model: gpt-4o, hidden: true}}
 general_settings:
   master_key: sk-1234
+  max_request_size_mb: 8
+  max_response_size_mb: 64
 "#;
         let cfg = RouterConfig::from_yaml(yaml).unwrap();
         let d = &cfg.deployments[0];
@@ -1686,7 +1693,23 @@ general_settings:
             }
         );
         assert_eq!(cfg.general.master_key.as_ref().unwrap().expose(), "sk-1234");
+        assert_eq!(cfg.general.max_request_size_mb, Some(8));
+        assert_eq!(cfg.general.max_response_size_mb, Some(64));
         assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    }
+
+    #[test]
+    fn a_size_limit_must_be_a_positive_whole_number_of_mib() {
+        for key in ["max_request_size_mb", "max_response_size_mb"] {
+            for bad in ["0", "1.5", "lots"] {
+                let yaml = format!(
+                    "model_list:\n  - model_name: g\n    litellm_params: {{model: openai/m}}\ngeneral_settings:\n  {key}: {bad}\n"
+                );
+                let e = RouterConfig::from_yaml(&yaml).unwrap_err().to_string();
+                assert!(e.contains(&format!("general_settings.{key}")), "{e}");
+                assert!(e.contains(bad), "{e}");
+            }
+        }
     }
 
     #[test]
