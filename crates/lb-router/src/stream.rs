@@ -52,7 +52,8 @@ pub(crate) struct StreamState {
     pub(crate) group: Arc<str>,
     pub(crate) deadline: Instant,
     pub(crate) continuations_left: u32,
-    /// Text of choice 0 delivered to the client so far.
+    /// Text of choice 0 delivered to the client so far, while it may be
+    /// needed (see `keeps_text`).
     pub(crate) delivered: String,
     /// Only choice 0 and plain text so far (tool calls cannot be continued).
     pub(crate) continuable: bool,
@@ -177,6 +178,7 @@ impl StreamState {
         if let Some(u) = &chunk.usage {
             self.usage = Some(u.clone());
         }
+        let keep = self.keeps_text();
         for c in &chunk.choices {
             if c.index != 0
                 || c.delta.get("tool_calls").is_some()
@@ -186,7 +188,9 @@ impl StreamState {
             }
             if let Some(text) = c.content() {
                 if !text.is_empty() {
-                    self.delivered.push_str(text);
+                    if keep {
+                        self.delivered.push_str(text);
+                    }
                     // Upstreams send about one token per content chunk.
                     self.delivered_chunks += 1;
                 }
@@ -197,6 +201,9 @@ impl StreamState {
                     self.finish_reason = Some(r.clone());
                 }
             }
+        }
+        if !self.keeps_text() && self.delivered.capacity() > 0 {
+            self.delivered = String::new();
         }
         match &self.first_id {
             None => {
@@ -249,6 +256,20 @@ impl StreamState {
         u.prompt_tokens = u.prompt_tokens.saturating_sub(self.prefill_tokens);
         u.completion_tokens = u.completion_tokens.saturating_add(self.prefill_tokens);
         u.total_tokens = u.prompt_tokens + u.completion_tokens;
+    }
+
+    /// Whether the text delivered so far is still needed: to continue the
+    /// answer elsewhere, or to record it on the request's span (content
+    /// capture). Otherwise it is not kept (a long answer would hold it all).
+    fn keeps_text(&self) -> bool {
+        (self.continuations_left > 0 && self.continuable && self.original.is_some())
+            || (self.opts.trace.is_some()
+                && self
+                    .router
+                    .inner
+                    .telemetry
+                    .as_ref()
+                    .is_some_and(|t| t.capture()))
     }
 
     fn can_continue(&self) -> bool {
@@ -361,5 +382,80 @@ impl StreamState {
         self.usage = None;
         self.skip_role = true;
         Ok(meta.deployment_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(continuations: u32) -> StreamState {
+        let router = Router::from_yaml(
+            "model_list:\n  - model_name: g\n    litellm_params: {model: openai/m, api_base: \"http://127.0.0.1:9\"}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let guard = router.inner.entries[0].stats.start();
+        let req: ChatCompletionRequest = serde_json::from_value(
+            json!({"model": "g", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        StreamState {
+            router,
+            inner: Box::pin(futures_util::stream::empty()),
+            _guard: guard,
+            held: None,
+            attempt_span: None,
+            finish_reason: None,
+            index: 0,
+            inject: false,
+            usage: None,
+            done: false,
+            original: (continuations > 0).then_some(req),
+            opts: CallOptions::default(),
+            group: Arc::from("g"),
+            deadline: Instant::now(),
+            continuations_left: continuations,
+            delivered: String::new(),
+            continuable: true,
+            finished: false,
+            first_id: None,
+            skip_role: false,
+            original_error: None,
+            continued: Vec::new(),
+            prefill_tokens: 0,
+            delivered_chunks: 0,
+        }
+    }
+
+    fn chunk(delta: serde_json::Value) -> ChatCompletionChunk {
+        serde_json::from_value(json!({
+            "id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": null}]
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn delivered_text_is_kept_only_while_it_can_serve_a_continuation() {
+        let mut s = state(1);
+        for word in ["Hello", " world"] {
+            assert!(s.pass(chunk(json!({"content": word}))).is_some());
+        }
+        assert_eq!(s.delivered, "Hello world", "kept for a continuation");
+        // A tool call cannot be continued: the text is let go.
+        s.pass(chunk(
+            json!({"tool_calls": [{"index": 0, "id": "t", "type": "function",
+            "function": {"name": "f", "arguments": ""}}]}),
+        ));
+        s.pass(chunk(json!({"content": " more"})));
+        assert_eq!((s.delivered.as_str(), s.delivered.capacity()), ("", 0));
+
+        // No continuations allowed: nothing is kept, tokens are still counted.
+        let mut s = state(0);
+        for word in ["Hello", " world", "!"] {
+            assert!(s.pass(chunk(json!({"content": word}))).is_some());
+        }
+        assert_eq!((s.delivered.as_str(), s.delivered.capacity()), ("", 0));
+        assert_eq!(s.delivered_chunks, 3);
     }
 }
