@@ -395,6 +395,7 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let guard = router.inner.entries[0].stats.start();
+        let deadline = router.inner.clock.now();
         let req: ChatCompletionRequest = serde_json::from_value(
             json!({"model": "g", "messages": [{"role": "user", "content": "hi"}]}),
         )
@@ -413,7 +414,7 @@ mod tests {
             original: (continuations > 0).then_some(req),
             opts: CallOptions::default(),
             group: Arc::from("g"),
-            deadline: Instant::now(),
+            deadline,
             continuations_left: continuations,
             delivered: String::new(),
             continuable: true,
