@@ -16,15 +16,25 @@ struct Completion {
     seen: Vec<(u32, bool)>,
 }
 
+/// Most distinct choices a stream may open (OpenAI's largest `n`): what an
+/// upstream sends beyond is refused, not tracked without end.
+const MAX_CHOICES: usize = 128;
+
 impl Completion {
-    fn record(&mut self, chunk: &ChatCompletionChunk) {
+    /// Notes the chunk's choices; false when it opens more than
+    /// [`MAX_CHOICES`] in all.
+    fn record(&mut self, chunk: &ChatCompletionChunk) -> bool {
         for c in &chunk.choices {
             let finished = c.finish_reason.is_some();
-            match self.seen.iter_mut().find(|(i, _)| *i == c.index) {
-                Some(entry) => entry.1 |= finished,
-                None => self.seen.push((c.index, finished)),
+            if let Some(entry) = self.seen.iter_mut().find(|(i, _)| *i == c.index) {
+                entry.1 |= finished;
+            } else if self.seen.len() < MAX_CHOICES {
+                self.seen.push((c.index, finished));
+            } else {
+                return false;
             }
         }
+        true
     }
 
     /// Every choice that appeared reached a `finish_reason` (and at least one did).
@@ -171,7 +181,13 @@ pub(crate) fn chunks(
                             let err = in_band_error(e, &st.redactor);
                             return end(st, err);
                         }
-                        st.completion.record(&chunk);
+                        if !st.completion.record(&chunk) {
+                            let err = UpstreamError::new(
+                                ErrorClass::ServerError,
+                                format!("upstream stream opened more than {MAX_CHOICES} choices"),
+                            );
+                            return end(st, err);
+                        }
                         return Some((Ok(chunk), st));
                     }
                     // Not a chunk: an error event, valid JSON of another
@@ -281,6 +297,29 @@ mod tests {
         assert!(c.complete());
         c.record(&chunk(&[]));
         assert!(c.complete(), "a usage-only chunk changes nothing");
+    }
+
+    #[tokio::test]
+    async fn a_stream_may_open_at_most_128_choices() {
+        let events: Vec<String> = (0..=128u32)
+            .map(|i| {
+                serde_json::json!({"id": "c", "choices": [{"index": i, "delta": {"content": "x"},
+                    "finish_reason": "stop"}]})
+                .to_string()
+            })
+            .collect();
+        let refs: Vec<&str> = events.iter().map(String::as_str).collect();
+        let (all, _) = parse(&refs[..128]).await;
+        assert_eq!(all.len(), 128);
+        assert!(all.iter().all(Result::is_ok), "128 choices are served");
+        let (over, _) = parse(&refs).await;
+        assert_eq!(over.len(), 129);
+        let last = over.last().and_then(|r| r.as_ref().err());
+        assert!(
+            last.is_some_and(|e| e.class == ErrorClass::ServerError
+                && e.message.contains("more than 128 choices")),
+            "{last:?}"
+        );
     }
 
     /// What `chunks` yields for an upstream body of SSE `events`.
