@@ -428,3 +428,29 @@ async fn an_answer_over_max_response_size_mb_is_refused_without_retry() {
         "an answer under the limit (about 0.6 MB) is served"
     );
 }
+
+#[tokio::test]
+async fn a_request_fallbacks_list_is_bounded_and_bad_values_are_echoed_cut() {
+    let h = Harness::start(1, "").await;
+    let mut body = Harness::chat("gpt-4o");
+    body["fallbacks"] = json!(vec!["no-such-group"; 33]);
+    let resp = h.post("/v1/chat/completions", &body).await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["param"], "fallbacks");
+    let msg = err["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("at most 32"), "{msg}");
+    assert_eq!(h.dep(0).requests(), 0, "refused before any upstream call");
+    // 32 names are accepted (the unknown ones are skipped).
+    body["fallbacks"] = json!(vec!["no-such-group"; 32]);
+    let resp = h.post("/v1/chat/completions", &body).await;
+    assert_eq!(resp.status(), 200);
+    // A huge bad value is named, not sent back whole.
+    let mut body = Harness::chat("gpt-4o");
+    body["num_retries"] = json!("x".repeat(1_000_000));
+    let resp = h.post("/v1/chat/completions", &body).await;
+    assert_eq!(resp.status(), 400);
+    let text = resp.text().await.unwrap();
+    assert!(text.len() < 1000, "{} bytes", text.len());
+    assert!(text.contains("num_retries"), "{text}");
+}

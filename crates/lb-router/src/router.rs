@@ -258,6 +258,10 @@ pub(crate) struct CallOptions {
 /// The most retries a request may ask for with `num_retries`.
 pub const MAX_REQUEST_NUM_RETRIES: u32 = 10;
 
+/// The most model names a request's own `fallbacks` may list (more is a
+/// 400: each name costs a lookup, and a bad one a warning in the log).
+pub const MAX_REQUEST_FALLBACKS: usize = 32;
+
 fn tag_list(key: &str, v: &Value) -> Result<Vec<String>, RouterError> {
     v.as_array()
         .and_then(|items| {
@@ -273,6 +277,15 @@ fn string_list(key: &str, v: &Value) -> Result<Vec<String>, RouterError> {
     let items = v
         .as_array()
         .ok_or_else(|| bad_param(key, "a list of model names", v))?;
+    if items.len() > MAX_REQUEST_FALLBACKS {
+        return Err(RouterError::InvalidRequest {
+            message: format!(
+                "{key}: at most {MAX_REQUEST_FALLBACKS} model names, got {}",
+                items.len()
+            ),
+            param: Some(key.to_owned()),
+        });
+    }
     items
         .iter()
         .map(|item| match item {
@@ -289,8 +302,12 @@ fn string_list(key: &str, v: &Value) -> Result<Vec<String>, RouterError> {
 }
 
 fn bad_param(param: &str, what: &str, got: &Value) -> RouterError {
+    // The value is echoed cut (a client's 10 MB string is not sent back).
+    let got = got.to_string();
+    let shown = lb_core::prefix_within(&got, 100);
+    let more = if shown.len() < got.len() { "..." } else { "" };
     RouterError::InvalidRequest {
-        message: format!("{param}: expected {what}, got {got}"),
+        message: format!("{param}: expected {what}, got {shown}{more}"),
         param: Some(param.to_owned()),
     }
 }
