@@ -371,3 +371,19 @@ async fn in_flight_counts_are_shared_for_least_busy() {
         t.abort();
     }
 }
+
+#[tokio::test]
+async fn the_cooldown_listener_ends_when_its_router_is_dropped() {
+    let redis = RedisServer::start().await;
+    let router =
+        lb_router::Router::from_yaml(&config("http://127.0.0.1:9", &redis.url(), "")).unwrap();
+    let task = router
+        .spawn_cooldown_listener()
+        .expect("a listener when Redis is configured");
+    // No cooldown message ever comes: the task must still end with its router.
+    drop(router);
+    assert!(
+        eventually(|| async { task.is_finished() }).await,
+        "the listener outlived its router"
+    );
+}

@@ -358,6 +358,7 @@ impl RouterBuilder {
                 seed,
                 calls: AtomicU64::new(0),
                 warnings: self.warnings,
+                alive: tokio::sync::watch::channel(()).0,
             }),
         })
     }

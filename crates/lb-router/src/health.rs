@@ -243,23 +243,35 @@ impl Router {
 
     /// Starts listening for cooldowns other instances share (when Redis is
     /// configured): each is applied here for the time it still has to run.
-    /// The task runs until aborted, or until the first message after every
-    /// handle to the router is dropped.
+    /// The task runs until aborted, or until every handle to the router is
+    /// dropped (then its subscription ends too).
     pub fn spawn_cooldown_listener(&self) -> Option<tokio::task::JoinHandle<()>> {
         let bus = Arc::clone(self.inner.bus.as_ref()?);
         let weak = Arc::downgrade(&self.inner);
+        let mut gone = self.inner.alive.subscribe();
         Some(tokio::spawn(async move {
             let mut rx = loop {
-                match bus.subscribe().await {
+                let attempt = tokio::select! {
+                    r = bus.subscribe() => r,
+                    _ = gone.changed() => return,
+                };
+                match attempt {
                     Ok(rx) => break rx,
-                    Err(_) if weak.strong_count() == 0 => return,
                     Err(e) => {
                         tracing::warn!(error = %e.message, "cannot listen for shared cooldowns; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            _ = gone.changed() => return,
+                        }
                     }
                 }
             };
-            while let Some(c) = rx.recv().await {
+            // `gone` only ever completes when the router is dropped (nothing
+            // is sent on it).
+            while let Some(c) = tokio::select! {
+                c = rx.recv() => c,
+                _ = gone.changed() => None,
+            } {
                 let Some(strong) = weak.upgrade() else { return };
                 let inner = &*strong;
                 let Some(&i) = inner.by_id.get(c.deployment.as_str()) else {

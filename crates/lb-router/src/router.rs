@@ -187,6 +187,9 @@ pub(crate) struct Inner {
     pub(crate) seed: u64,
     pub(crate) calls: AtomicU64,
     pub(crate) warnings: Vec<String>,
+    /// Closes when the router is dropped: background tasks that wait on
+    /// something else (the cooldown subscription) also wait on this.
+    pub(crate) alive: tokio::sync::watch::Sender<()>,
 }
 
 /// The LLM deployment router: resolves a model group, ranks its deployments
