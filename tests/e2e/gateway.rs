@@ -445,6 +445,19 @@ async fn a_request_fallbacks_list_is_bounded_and_bad_values_are_echoed_cut() {
     body["fallbacks"] = json!(vec!["no-such-group"; 32]);
     let resp = h.post("/v1/chat/completions", &body).await;
     assert_eq!(resp.status(), 200);
+    // Tags likewise: at most 64.
+    let mut body = Harness::chat("gpt-4o");
+    body["metadata"] = json!({"tags": vec!["t"; 65]});
+    let resp = h.post("/v1/chat/completions", &body).await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["param"], "metadata.tags");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("at most 64")
+    );
     // A huge bad value is named, not sent back whole.
     let mut body = Harness::chat("gpt-4o");
     body["num_retries"] = json!("x".repeat(1_000_000));

@@ -60,6 +60,7 @@ impl HttpClient {
     /// The same client, refusing non-streamed answers longer than `max`
     /// bytes (`general_settings.max_response_size_mb`): such a call fails
     /// with a 400-class error once `max` bytes arrived, without reading on.
+    /// A client given to `RouterBuilder::http_client` keeps its own limit.
     pub fn with_max_response_bytes(mut self, max: usize) -> Self {
         self.max_response_bytes = max;
         self
@@ -572,8 +573,10 @@ async fn read_limited(
     if announced > max as u64 {
         return Ok(None);
     }
-    // What the upstream announced (at most `max`) is reserved, no more.
-    let mut body = Vec::with_capacity(usize::try_from(announced).unwrap_or(max));
+    // What the upstream announced is reserved up to 1 MiB (a header alone
+    // must not make the router reserve the whole limit); beyond, it grows.
+    let reserve = usize::try_from(announced).unwrap_or(max).min(1 << 20);
+    let mut body = Vec::with_capacity(reserve);
     while let Some(chunk) = resp.chunk().await? {
         if chunk.len() > max - body.len() {
             return Ok(None);

@@ -182,8 +182,10 @@ pub(crate) fn chunks(
                             return end(st, err);
                         }
                         if !st.completion.record(&chunk) {
+                            // The request's own doing (an `n` over 128), not
+                            // the deployment's: it must not cool it down.
                             let err = UpstreamError::new(
-                                ErrorClass::ServerError,
+                                ErrorClass::BadRequest,
                                 format!("upstream stream opened more than {MAX_CHOICES} choices"),
                             );
                             return end(st, err);
@@ -316,7 +318,7 @@ mod tests {
         assert_eq!(over.len(), 129);
         let last = over.last().and_then(|r| r.as_ref().err());
         assert!(
-            last.is_some_and(|e| e.class == ErrorClass::ServerError
+            last.is_some_and(|e| e.class == ErrorClass::BadRequest
                 && e.message.contains("more than 128 choices")),
             "{last:?}"
         );

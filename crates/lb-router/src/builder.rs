@@ -186,7 +186,9 @@ impl RouterBuilder {
         self
     }
 
-    /// Uses `http` for every deployment (default: one new pooled client).
+    /// Uses `http` for every deployment (default: one new pooled client,
+    /// with the config's `max_response_size_mb`); `http` keeps its own
+    /// answer size limit.
     pub fn http_client(mut self, http: HttpClient) -> Self {
         self.http = Some(http);
         self

@@ -265,7 +265,25 @@ pub const MAX_REQUEST_NUM_RETRIES: u32 = 10;
 /// 400: each name costs a lookup, and a bad one a warning in the log).
 pub const MAX_REQUEST_FALLBACKS: usize = 32;
 
+/// The most tags a request may carry (`tags` or `metadata.tags`; more is a
+/// 400: each is matched against every deployment's tags per attempt).
+pub const MAX_REQUEST_TAGS: usize = 64;
+
+/// A 400 for a list of more than `max` entries.
+fn at_most(key: &str, max: usize, what: &str, items: &[Value]) -> Result<(), RouterError> {
+    if items.len() <= max {
+        return Ok(());
+    }
+    Err(RouterError::InvalidRequest {
+        message: format!("{key}: at most {max} {what}, got {}", items.len()),
+        param: Some(key.to_owned()),
+    })
+}
+
 fn tag_list(key: &str, v: &Value) -> Result<Vec<String>, RouterError> {
+    if let Some(items) = v.as_array() {
+        at_most(key, MAX_REQUEST_TAGS, "tags", items)?;
+    }
     v.as_array()
         .and_then(|items| {
             items
@@ -280,15 +298,7 @@ fn string_list(key: &str, v: &Value) -> Result<Vec<String>, RouterError> {
     let items = v
         .as_array()
         .ok_or_else(|| bad_param(key, "a list of model names", v))?;
-    if items.len() > MAX_REQUEST_FALLBACKS {
-        return Err(RouterError::InvalidRequest {
-            message: format!(
-                "{key}: at most {MAX_REQUEST_FALLBACKS} model names, got {}",
-                items.len()
-            ),
-            param: Some(key.to_owned()),
-        });
-    }
+    at_most(key, MAX_REQUEST_FALLBACKS, "model names", items)?;
     items
         .iter()
         .map(|item| match item {
