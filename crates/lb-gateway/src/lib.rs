@@ -67,8 +67,7 @@ impl GatewayOptions {
         Self {
             master_key: general.master_key.clone(),
             max_body_bytes: general
-                .max_request_size_mb
-                .and_then(|mb| usize::try_from(mb.saturating_mul(1024 * 1024)).ok())
+                .max_request_bytes()
                 .unwrap_or(DEFAULT_MAX_BODY_BYTES),
         }
     }

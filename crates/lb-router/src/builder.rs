@@ -56,10 +56,10 @@ impl RouterBuilder {
 
     /// A builder holding everything a config file says.
     pub fn from_config(config: RouterConfig) -> Self {
-        let http = config.general.max_response_size_mb.map(|mb| {
-            let bytes = usize::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
-            HttpClient::new().with_max_response_bytes(bytes)
-        });
+        let http = config
+            .general
+            .max_response_bytes()
+            .map(|max| HttpClient::new().with_max_response_bytes(max));
         Self {
             http,
             paths: config.deployment_paths,

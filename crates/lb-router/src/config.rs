@@ -184,6 +184,23 @@ pub struct GeneralSettings {
     pub max_response_size_mb: Option<u64>,
 }
 
+impl GeneralSettings {
+    /// `max_request_size_mb` in bytes.
+    pub fn max_request_bytes(&self) -> Option<usize> {
+        self.max_request_size_mb.map(mib)
+    }
+
+    /// `max_response_size_mb` in bytes.
+    pub fn max_response_bytes(&self) -> Option<usize> {
+        self.max_response_size_mb.map(mib)
+    }
+}
+
+/// `n` MiB in bytes (saturating).
+fn mib(n: u64) -> usize {
+    usize::try_from(n.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
+}
+
 /// A whole config file, validated.
 #[derive(Debug, Clone, Default)]
 pub struct RouterConfig {
