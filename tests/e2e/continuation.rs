@@ -12,16 +12,16 @@ const TOKENS: u32 = 60;
 
 /// Two deployments of one group; `first` is always ranked first.
 async fn pair(settings: &str) -> Harness {
-    pair_with(settings, "").await
+    pair_with(settings, ["", ""]).await
 }
 
-/// [`pair`], with `first_params` (`, key: value` pairs) added to the
-/// `litellm_params` of `first` only.
-async fn pair_with(settings: &str, first_params: &str) -> Harness {
+/// [`pair`], with `params[i]` (`, key: value` pairs) added to the
+/// `litellm_params` of deployment `i`.
+async fn pair_with(settings: &str, params: [&str; 2]) -> Harness {
     let h = Harness::start_with(2, |u| {
         let mut yaml = String::from("model_list:\n");
         for (i, (id, w)) in [("first", 1000), ("second", 1)].into_iter().enumerate() {
-            let extra = if i == 0 { first_params } else { "" };
+            let extra = params[i];
             yaml.push_str(&format!(
                 "  - model_name: g\n    litellm_params: {{model: openai_like/m, api_base: \"{}\", weight: {w}{extra}}}\n    model_info: {{id: {id}}}\n",
                 u[i]
@@ -160,7 +160,7 @@ async fn a_stream_cut_after_40_of_60_tokens_is_finished_by_another_deployment() 
 async fn a_stall_is_detected_at_the_idle_timeout_and_completed_by_continuation() {
     // The short idle timeout is the stalling deployment's only: the
     // continuation's stream is not raced against 300 ms of real time.
-    let h = pair_with("", ", stream_idle_timeout: 0.3").await;
+    let h = pair_with("", [", stream_idle_timeout: 0.3", ""]).await;
     h.dep(0).fail_next(
         1,
         Fault::StallAfter {
@@ -242,6 +242,34 @@ async fn a_rejected_prefill_ends_with_the_original_error_and_no_done() {
             &[("outcome", "success")]
         ),
         0.0
+    );
+}
+
+#[tokio::test]
+async fn when_no_deployment_accepts_a_prefill_a_cut_ends_with_the_original_error() {
+    // OpenAI's API answers a trailing assistant message anew, so deployments
+    // that speak it cannot continue text: the router keeps none and asks no one.
+    let no_prefill = ", supports_prefill: false";
+    let h = pair_with("", [no_prefill, no_prefill]).await;
+    h.dep(0).fail_next(1, Fault::CutStreamAfter(40));
+    let sse = stream(&h, false).await;
+    assert!(!sse.done, "a truncated answer must not look complete");
+    let err = sse.error.clone().expect("an error event");
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("stream"),
+        "{err}"
+    );
+    assert_eq!(sse.text().trim_end(), lb_mock::canonical_text(40));
+    assert_eq!(h.dep(1).requests(), 0, "no continuation was asked for");
+    let m = h.scrape().await;
+    assert_eq!(
+        lb_e2e::metric(
+            &m,
+            "lb_stream_continuations_total",
+            &[("outcome", "failure")]
+        ),
+        1.0,
+        "the break is counted as not continued"
     );
 }
 

@@ -327,6 +327,50 @@ async fn message_content_is_recorded_only_when_opted_in() {
 }
 
 #[tokio::test]
+async fn captured_stream_text_is_whole_when_no_continuation_needs_it() {
+    // Continuations off and no deployment able to continue: the stream keeps
+    // its text for the opted-in capture alone.
+    let collector = OtlpCollector::start().await.unwrap();
+    let h = ordered_pair(
+        &collector,
+        "    capture_message_content: true\n  max_stream_continuations: 0\n",
+        "openai/",
+    )
+    .await;
+    h.dep(0).update_behavior(|b| b.completion_tokens = 50);
+    let body = json!({"model": "gpt-4o", "stream": true,
+        "messages": [{"role": "user", "content": "tell me a story"}]});
+    let resp = h
+        .http
+        .post(format!("{}/v1/chat/completions", h.gateway.url()))
+        .header("traceparent", format!("00-{TRACE}-{PARENT}-01"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text: String = resp
+        .text()
+        .await
+        .unwrap()
+        .split("\n\n")
+        .filter_map(|e| serde_json::from_str::<Value>(e.trim_start_matches("data: ")).ok())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(text, lb_mock::canonical_text(50));
+    h.router.flush_traces().await;
+    let spans = collector.trace(TRACE);
+    let root = by_kind(&spans, "server")[0];
+    let output: Value =
+        serde_json::from_str(root.str_attr("gen_ai.output.messages").unwrap()).unwrap();
+    assert_eq!(output, json!([{"role": "assistant", "content": text}]));
+}
+
+#[tokio::test]
 async fn traces_are_off_unless_configured_and_standard_variables_turn_them_on() {
     // Not configured: no tracer, and nothing sent upstream.
     let h = Harness::start(1, "").await;

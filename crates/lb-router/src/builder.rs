@@ -349,6 +349,7 @@ impl RouterBuilder {
                 )),
                 retry_budget: RetryBudget::new(self.settings.retry_budget, now),
                 limits,
+                any_prefill: entries.iter().any(|e| e.provider.supports_prefill()),
                 entries,
                 groups,
                 group_order,

@@ -177,6 +177,8 @@ pub(crate) struct Inner {
     pub(crate) retry_budget: RetryBudget,
     pub(crate) limits: crate::limits::Limits,
     pub(crate) entries: Vec<Entry>,
+    /// Some deployment can continue a broken stream's text (a prefill).
+    pub(crate) any_prefill: bool,
     pub(crate) groups: HashMap<Arc<str>, Vec<usize>>,
     pub(crate) group_order: Vec<Arc<str>>,
     pub(crate) by_id: HashMap<DeploymentId, usize>,
@@ -571,6 +573,7 @@ impl Router {
             deadline,
             continuations_left: continuations,
             delivered: String::new(),
+            text_lost: false,
             continuable: true,
             finished: false,
             first_id: None,

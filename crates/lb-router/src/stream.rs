@@ -30,6 +30,11 @@ use crate::telemetry;
 /// The name of the field the final chunk of a continued stream carries.
 pub const CONTINUATION_FIELD: &str = "x_lb_continuation";
 
+/// The most text of one answer a stream keeps for a continuation or content
+/// capture (2 MiB: above any model's output limit). Past it, the answer
+/// cannot be continued and the captured text stops there.
+pub(crate) const MAX_KEPT_TEXT: usize = 2 << 20;
+
 /// One stream being served to a client.
 pub(crate) struct StreamState {
     pub(crate) router: Router,
@@ -55,6 +60,9 @@ pub(crate) struct StreamState {
     /// Text of choice 0 delivered to the client so far, while it may be
     /// needed (see `keeps_text`).
     pub(crate) delivered: String,
+    /// Text was delivered that `delivered` does not hold (not kept, or past
+    /// [`MAX_KEPT_TEXT`]): the answer can no longer be continued.
+    pub(crate) text_lost: bool,
     /// Only choice 0 and plain text so far (tool calls cannot be continued).
     pub(crate) continuable: bool,
     pub(crate) finished: bool,
@@ -158,6 +166,12 @@ impl StreamState {
                                 tracing::warn!(error = %why, "stream continuation failed; ending the stream with the original error");
                             }
                         }
+                    } else if self.text_lost && self.continuation_allowed() {
+                        self.router.inner.metrics.not_continued.increment(1);
+                        tracing::warn!(
+                            delivered_chunks = self.delivered_chunks,
+                            "stream cannot be continued: no deployment accepts a prefill, or the answer passed the kept-text limit; ending the stream with the original error"
+                        );
                     }
                     self.done = true;
                     self.finish_trace(Some(&original));
@@ -188,8 +202,11 @@ impl StreamState {
             }
             if let Some(text) = c.content() {
                 if !text.is_empty() {
-                    if keep {
+                    if keep && !self.text_lost && self.delivered.len() + text.len() <= MAX_KEPT_TEXT
+                    {
                         self.delivered.push_str(text);
+                    } else {
+                        self.text_lost = true;
                     }
                     // Upstreams send about one token per content chunk.
                     self.delivered_chunks += 1;
@@ -262,7 +279,7 @@ impl StreamState {
     /// answer elsewhere, or to record it on the request's span (content
     /// capture). Otherwise it is not kept (a long answer would hold it all).
     fn keeps_text(&self) -> bool {
-        (self.continuations_left > 0 && self.continuable && self.original.is_some())
+        (self.continuation_allowed() && !self.text_lost && self.router.inner.any_prefill)
             || (self.opts.trace.is_some()
                 && self
                     .router
@@ -272,11 +289,15 @@ impl StreamState {
                     .is_some_and(|t| t.capture()))
     }
 
+    /// Whether this answer may still be continued elsewhere, were its text
+    /// at hand: continuations left, one choice of plain text, not finished.
+    fn continuation_allowed(&self) -> bool {
+        self.continuations_left > 0 && self.original.is_some() && self.continuable && !self.finished
+    }
+
     fn can_continue(&self) -> bool {
-        self.continuations_left > 0
-            && self.original.is_some()
-            && self.continuable
-            && !self.finished
+        self.continuation_allowed()
+            && !self.text_lost
             && self.router.inner.clock.now() < self.deadline
     }
 
@@ -389,10 +410,12 @@ impl StreamState {
 mod tests {
     use super::*;
 
-    fn state(continuations: u32) -> StreamState {
-        let router = Router::from_yaml(
-            "model_list:\n  - model_name: g\n    litellm_params: {model: openai/m, api_base: \"http://127.0.0.1:9\"}\n",
-        )
+    /// A stream of a one-deployment group of `provider` (`openai` cannot
+    /// continue a prefill; `openai_like` can).
+    fn state_of(provider: &str, continuations: u32) -> StreamState {
+        let router = Router::from_yaml(&format!(
+            "model_list:\n  - model_name: g\n    litellm_params: {{model: {provider}/m, api_base: \"http://127.0.0.1:9\"}}\n",
+        ))
         .unwrap_or_else(|e| panic!("{e}"));
         let guard = router.inner.entries[0].stats.start();
         let deadline = router.inner.clock.now();
@@ -417,6 +440,7 @@ mod tests {
             deadline,
             continuations_left: continuations,
             delivered: String::new(),
+            text_lost: false,
             continuable: true,
             finished: false,
             first_id: None,
@@ -434,6 +458,10 @@ mod tests {
             "choices": [{"index": 0, "delta": delta, "finish_reason": null}]
         }))
         .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn state(continuations: u32) -> StreamState {
+        state_of("openai_like", continuations)
     }
 
     #[test]
@@ -458,5 +486,38 @@ mod tests {
         }
         assert_eq!((s.delivered.as_str(), s.delivered.capacity()), ("", 0));
         assert_eq!(s.delivered_chunks, 3);
+
+        // No deployment accepts a prefill: the text could never be used, so
+        // it is not kept, and the answer cannot be continued once text went.
+        let mut s = state_of("openai", 1);
+        assert!(!s.router.inner.any_prefill);
+        assert!(s.pass(chunk(json!({"role": "assistant"}))).is_some());
+        assert!(
+            !s.text_lost,
+            "only the role went: another may answer afresh"
+        );
+        assert!(s.pass(chunk(json!({"content": "Hello"}))).is_some());
+        assert_eq!((s.delivered.as_str(), s.delivered.capacity()), ("", 0));
+        assert!(s.text_lost && !s.can_continue());
+    }
+
+    #[test]
+    fn an_answer_past_the_kept_text_limit_is_let_go_and_not_continued() {
+        let mut s = state(1);
+        s.deadline = s.router.inner.clock.now() + std::time::Duration::from_secs(60);
+        let piece = "x".repeat(64 << 10);
+        for _ in 0..MAX_KEPT_TEXT / piece.len() {
+            assert!(s.pass(chunk(json!({"content": piece}))).is_some());
+        }
+        assert_eq!(s.delivered.len(), MAX_KEPT_TEXT, "kept up to the limit");
+        assert!(s.can_continue());
+        // One byte more: the text is no longer whole, so it is let go.
+        assert!(s.pass(chunk(json!({"content": "y"}))).is_some());
+        assert_eq!((s.delivered.as_str(), s.delivered.capacity()), ("", 0));
+        assert!(s.text_lost && !s.can_continue());
+        // Later text is not kept either (a gap would corrupt a prefill).
+        s.pass(chunk(json!({"content": "z"})));
+        assert_eq!(s.delivered.capacity(), 0);
+        assert_eq!(s.delivered_chunks, 34);
     }
 }
