@@ -371,6 +371,32 @@ async fn captured_stream_text_is_whole_when_no_continuation_needs_it() {
 }
 
 #[tokio::test]
+async fn a_collector_reply_that_never_ends_is_not_read_past_64_kib() {
+    for protocol in ["http/protobuf", "http/json"] {
+        let collector = OtlpCollector::start().await.unwrap();
+        collector.reply_without_end(true);
+        let h = ordered_pair(
+            &collector,
+            &format!("    protocol: {protocol}\n    export_timeout: 600\n"),
+            "openai/",
+        )
+        .await;
+        let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
+        chat_with_traceparent(&h, None, &body).await;
+        // A liveness bound only: the export must end by itself, not at its
+        // 600 s timeout.
+        tokio::time::timeout(std::time::Duration::from_secs(60), h.router.flush_traces())
+            .await
+            .unwrap_or_else(|_| panic!("{protocol}: the export kept reading the reply"));
+        assert_eq!(collector.span_count(), 2, "{protocol}: the spans arrived");
+        // The exporter stops at 64 KiB; what else left the collector sits in
+        // socket buffers (a few MiB on loopback at most).
+        let read = collector.runaway_bytes();
+        assert!(read < 32 << 20, "{protocol}: {read} bytes of reply");
+    }
+}
+
+#[tokio::test]
 async fn traces_are_off_unless_configured_and_standard_variables_turn_them_on() {
     // Not configured: no tracer, and nothing sent upstream.
     let h = Harness::start(1, "").await;

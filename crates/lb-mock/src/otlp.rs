@@ -84,6 +84,10 @@ struct Collected {
     requests: AtomicU64,
     protobuf: AtomicU64,
     json: AtomicU64,
+    /// Answer every export with an endless body (after taking its spans).
+    runaway: std::sync::atomic::AtomicBool,
+    /// Bytes of endless reply handed to the connection so far.
+    runaway_bytes: AtomicU64,
 }
 
 /// An OTLP/HTTP trace collector on a loopback port.
@@ -181,9 +185,40 @@ impl OtlpCollector {
     pub fn requests(&self) -> u64 {
         self.collected.requests.load(Relaxed)
     }
+
+    /// From now on, answers each export `200` with a body that never ends
+    /// (spans are still taken): an exporter must stop reading on its own.
+    pub fn reply_without_end(&self, on: bool) {
+        self.collected.runaway.store(on, Relaxed);
+    }
+
+    /// Bytes of never-ending replies the exporters read so far (up to the
+    /// socket buffers' worth more).
+    pub fn runaway_bytes(&self) -> u64 {
+        self.collected.runaway_bytes.load(Relaxed)
+    }
 }
 
 async fn export(
+    State(c): State<Arc<Collected>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let answer = take(State(Arc::clone(&c)), headers, body).await;
+    if !c.runaway.load(Relaxed) {
+        return answer.into_response();
+    }
+    let chunk = Bytes::from(vec![b' '; 64 * 1024]);
+    let endless = futures_util::stream::repeat_with(move || {
+        c.runaway_bytes.fetch_add(chunk.len() as u64, Relaxed);
+        Ok::<_, std::convert::Infallible>(chunk.clone())
+    });
+    (StatusCode::OK, axum::body::Body::from_stream(endless)).into_response()
+}
+
+/// Takes one export request's spans; the answer the collector gives.
+async fn take(
     State(c): State<Arc<Collected>>,
     headers: HeaderMap,
     body: Bytes,

@@ -38,7 +38,7 @@ mod sse;
 
 pub use classify::{MAX_RETRY_AFTER, classify_error, parse_retry_after};
 pub use error::ProviderConfigError;
-pub use openai::{DEFAULT_MAX_RESPONSE_BYTES, HttpClient, OpenAiCompatible};
+pub use openai::{DEFAULT_MAX_RESPONSE_BYTES, HttpClient, OpenAiCompatible, read_up_to};
 pub use registry::{ProviderSpec, ResolvedModel, known_providers, resolve_model};
 
 use std::fmt;

@@ -559,8 +559,9 @@ fn with_trace_context(req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// Up to `max` bytes of `resp`'s body, and whether that is all of it:
-/// reading stops at the first chunk that goes past `max`.
-async fn read_up_to(
+/// reading stops at the first chunk that goes past `max`, so a runaway body
+/// costs at most `max` bytes of memory.
+pub async fn read_up_to(
     mut resp: reqwest::Response,
     max: usize,
 ) -> Result<(Vec<u8>, bool), reqwest::Error> {

@@ -174,7 +174,8 @@ impl SpanExporter for ProtobufExporter {
         let task = self.runtime.spawn(async move {
             let resp = request.send().await.map_err(|e| e.without_url())?;
             let status = resp.status();
-            let _ = resp.bytes().await;
+            // Nothing in the reply is needed; a runaway one is not waited for.
+            let _ = lb_providers::read_up_to(resp, crate::telemetry::MAX_COLLECTOR_REPLY).await;
             Ok::<_, reqwest::Error>(status)
         });
         match task.await {

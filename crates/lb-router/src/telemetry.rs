@@ -106,6 +106,10 @@ struct ExportClient {
     runtime: tokio::runtime::Handle,
 }
 
+/// Most bytes of an OTLP collector's reply read (a reply says at most which
+/// spans were rejected); a runaway reply must not fill the router's memory.
+pub(crate) const MAX_COLLECTOR_REPLY: usize = 64 * 1024;
+
 #[async_trait]
 impl opentelemetry_http::HttpClient for ExportClient {
     async fn send_bytes(
@@ -126,8 +130,16 @@ impl opentelemetry_http::HttpClient for ExportClient {
             if let Some(h) = out.headers_mut() {
                 *h = resp.headers().clone();
             }
-            let bytes = resp.bytes().await.map_err(reqwest::Error::without_url)?;
-            Ok::<_, opentelemetry_http::HttpError>(out.body(bytes)?)
+            let (body, whole) = lb_providers::read_up_to(resp, MAX_COLLECTOR_REPLY)
+                .await
+                .map_err(reqwest::Error::without_url)?;
+            if !whole {
+                return Err(format!(
+                    "the OTLP collector's reply is over {MAX_COLLECTOR_REPLY} bytes"
+                )
+                .into());
+            }
+            Ok::<_, opentelemetry_http::HttpError>(out.body(Bytes::from(body))?)
         });
         task.await?
     }
