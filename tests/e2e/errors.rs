@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use lb_e2e::{Clock as _, Harness};
 use lb_mock::{Fault, RetryAfter};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 async fn one_fault(fault: Fault) -> (u16, reqwest::header::HeaderMap, Value, u64) {
     one_fault_with(|_| fault).await
@@ -117,6 +117,47 @@ async fn silent_upstream_times_out_with_408() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["type"], "timeout");
     assert_eq!(h.dep(0).requests(), 1);
+}
+
+#[tokio::test]
+async fn a_timeout_the_request_set_shorter_does_not_count_against_the_deployment() {
+    // One counted failure cools a deployment down here.
+    let h = Harness::start(
+        2,
+        "router_settings:\n  timeout: 0.3\n  allowed_fails: 0\n  num_retries: 0\n",
+    )
+    .await;
+    for d in h.mock.deployments() {
+        d.update_behavior(|b| {
+            b.failure_rate = 1.0;
+            b.failure = Fault::Hang;
+        });
+    }
+    let mut body = Harness::chat("gpt-4o");
+    body["timeout"] = json!(0.05);
+    for _ in 0..3 {
+        let resp = h.post("/v1/chat/completions", &body).await;
+        assert_eq!(resp.status(), 408);
+    }
+    let tried: u64 = h.mock.deployments().iter().map(|d| d.requests()).sum();
+    assert!(tried >= 3, "{tried}");
+    assert!(
+        h.router.health().iter().all(|d| d.healthy),
+        "a client's own short timeout cools nothing down: {:?}",
+        h.router.health()
+    );
+    // The deployment's own timeout running out does count.
+    let resp = h
+        .post("/v1/chat/completions", &Harness::chat("gpt-4o"))
+        .await;
+    assert_eq!(resp.status(), 408);
+    let cooling: Vec<_> = h
+        .router
+        .health()
+        .into_iter()
+        .filter(|d| !d.healthy)
+        .collect();
+    assert_eq!(cooling.len(), 1, "{cooling:?}");
 }
 
 #[tokio::test]

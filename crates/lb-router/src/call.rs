@@ -709,7 +709,8 @@ impl Router {
                 }
                 Err(error) => {
                     held.settle_failed().await;
-                    let cooldown = self.record_failure(i, &error, trial.is_some());
+                    let shortened = self.request_shortened(i, opts, matches!(op, Op::Stream(_)));
+                    let cooldown = self.record_failure(i, &error, trial.is_some(), shortened);
                     drop(shared_trial);
                     if let Some(cx) = &span {
                         self.trace_failure(cx, i, &error, cooldown.as_ref());
@@ -1029,6 +1030,43 @@ impl Router {
         }
     }
 
+    /// The call timeout and stream idle timeout of an attempt on deployment
+    /// `i`: the request's, else the deployment's, else the router's.
+    pub(crate) fn timeouts(
+        &self,
+        i: usize,
+        opts: &CallOptions,
+        stream: bool,
+    ) -> (Duration, Duration) {
+        let d = &self.inner.entries[i].deployment;
+        let s = &self.inner.settings;
+        let timeout = if stream {
+            opts.stream_timeout
+                .or(d.stream_timeout)
+                .or(s.stream_timeout)
+                .or(opts.timeout)
+                .or(d.timeout)
+                .unwrap_or(s.timeout)
+        } else {
+            opts.timeout.or(d.timeout).unwrap_or(s.timeout)
+        };
+        let idle = opts
+            .stream_idle_timeout
+            .or(d.stream_idle_timeout)
+            .unwrap_or(s.stream_idle_timeout);
+        (timeout, idle)
+    }
+
+    /// Whether the request made an attempt on deployment `i` wait less than
+    /// the deployment's own timeouts would: a timeout then is the request's
+    /// doing, and does not count against the deployment (else one client's
+    /// `timeout: 0.001` could cool a whole group down for everyone).
+    pub(crate) fn request_shortened(&self, i: usize, opts: &CallOptions, stream: bool) -> bool {
+        let given = self.timeouts(i, opts, stream);
+        let own = self.timeouts(i, &CallOptions::default(), stream);
+        given.0 < own.0 || (stream && given.1 < own.1)
+    }
+
     /// One attempt on deployment `i`, with its timeout and in-flight guard.
     async fn attempt(
         &self,
@@ -1038,22 +1076,8 @@ impl Router {
     ) -> Result<(Output, InFlight), UpstreamError> {
         let inner = &*self.inner;
         let entry = &inner.entries[i];
-        let d = &entry.deployment;
-        let s = &inner.settings;
-        let timeout = match op {
-            Op::Stream(_) => opts
-                .stream_timeout
-                .or(d.stream_timeout)
-                .or(s.stream_timeout)
-                .or(opts.timeout)
-                .or(d.timeout)
-                .unwrap_or(s.timeout),
-            Op::Chat(_) | Op::Embed(_) => opts.timeout.or(d.timeout).unwrap_or(s.timeout),
-        };
-        let idle = opts
-            .stream_idle_timeout
-            .or(d.stream_idle_timeout)
-            .unwrap_or(s.stream_idle_timeout);
+        let stream = matches!(op, Op::Stream(_));
+        let (timeout, idle) = self.timeouts(i, opts, stream);
         let guard = entry.stats.start();
         let started = inner.clock.now();
         let result = match op {
@@ -1084,7 +1108,11 @@ impl Router {
                 entry.stats.record_success(elapsed);
                 self.record_latency(i, op, out, elapsed);
             }
-            Err(e) if e.class == ErrorClass::Timeout => {
+            // A timeout the request set shorter than the deployment's own
+            // says nothing of the deployment's speed.
+            Err(e)
+                if e.class == ErrorClass::Timeout && !self.request_shortened(i, opts, stream) =>
+            {
                 let now = inner.clock.now();
                 let mut l = match entry.latency.lock() {
                     Ok(g) => g,

@@ -770,9 +770,14 @@ impl Router {
         index: usize,
         error: &UpstreamError,
         trial: bool,
+        request_shortened: bool,
     ) -> Option<lb_health::CooldownEvent> {
         let inner = &*self.inner;
         let entry = &inner.entries[index];
+        if request_shortened && error.class == lb_core::ErrorClass::Timeout {
+            tracing::debug!(deployment = %entry.deployment.id, "timeout set shorter by the request: not counted against the deployment");
+            return None;
+        }
         entry.stats.record_failure();
         let group_size = inner
             .groups

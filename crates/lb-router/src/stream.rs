@@ -121,7 +121,8 @@ impl StreamState {
                     return None;
                 }
                 Some(Err(e)) => {
-                    let cooldown = self.router.record_failure(self.index, &e, false);
+                    let shortened = self.router.request_shortened(self.index, &self.opts, true);
+                    let cooldown = self.router.record_failure(self.index, &e, false, shortened);
                     if let Some(cx) = self.attempt_span.take() {
                         self.router
                             .trace_failure(&cx, self.index, &e, cooldown.as_ref());
