@@ -161,6 +161,23 @@ async fn a_timeout_the_request_set_shorter_does_not_count_against_the_deployment
 }
 
 #[tokio::test]
+async fn an_unknown_model_is_echoed_cut_and_escaped() {
+    let h = Harness::start(1, "").await;
+    let model = format!("x\nINFO forged line {}", "é".repeat(100_000));
+    let mut body = Harness::chat("gpt-4o");
+    body["model"] = json!(model);
+    let resp = h.post("/v1/chat/completions", &body).await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(message.len() < 1000, "{} bytes", message.len());
+    assert!(message.contains("model=x\\nINFO forged line éé"), "{message}");
+    assert!(!message.contains('\n'), "{message}");
+    assert!(message.contains("...; available model groups: gpt-4o"), "{message}");
+    assert_eq!(err["error"]["code"], "model_not_found");
+}
+
+#[tokio::test]
 async fn connection_refused_is_a_502() {
     // A port nothing listens on: bound without listening, so no other test
     // can take it meanwhile.

@@ -10,7 +10,9 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use lb_router::{ChatCompletionRequest, EmbeddingRequest, ResponseMeta, RouterError};
+use lb_router::{
+    ChatCompletionRequest, EmbeddingRequest, ResponseMeta, RouterError, prefix_within,
+};
 use serde_json::json;
 
 use crate::AppState;
@@ -151,6 +153,8 @@ fn log_done(
     stream: bool,
 ) {
     let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+    // A client's model name, cut; as a `str` field, log formats escape it.
+    let model = prefix_within(model, 256);
     match outcome {
         Ok((meta, usage)) => tracing::info!(
             request_id,
@@ -177,7 +181,8 @@ fn log_done(
             status = e.status(),
             stream,
             latency_ms,
-            error = %e,
+            // Escaped as a `str` field: an upstream's message may hold newlines.
+            error = e.to_string().as_str(),
             "request failed"
         ),
     }

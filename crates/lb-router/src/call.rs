@@ -312,7 +312,7 @@ impl Router {
                                 ));
                             }
                             Err(_) => {
-                                tracing::warn!(group = %group, fallback = %name, "fallback names no model group; skipped")
+                                tracing::warn!(group = %group, fallback = %crate::router::shown_name(name), "fallback names no model group; skipped")
                             }
                         }
                     }

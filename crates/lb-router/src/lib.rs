@@ -59,7 +59,7 @@ pub use telemetry::{
 pub use lb_core::{
     ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChatMessage, Clock,
     Deployment, DeploymentId, EmbeddingRequest, EmbeddingResponse, ErrorClass, ManualClock, Secret,
-    SharedClock, SystemClock, UpstreamError, Usage,
+    SharedClock, SystemClock, UpstreamError, Usage, prefix_within,
 };
 pub use lb_providers::{HttpClient, Provider};
 pub use lb_strategies::{CallContext, Candidate, Strategy};

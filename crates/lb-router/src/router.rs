@@ -316,6 +316,24 @@ fn string_list(key: &str, v: &Value) -> Result<Vec<String>, RouterError> {
         .collect()
 }
 
+/// A client-given name as the router echoes it in errors and logs: at most
+/// 256 bytes, control characters (a newline forging a log line) escaped.
+pub(crate) fn shown_name(name: &str) -> String {
+    let cut = lb_core::prefix_within(name, 256);
+    let mut out = String::with_capacity(cut.len() + 3);
+    for c in cut.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    if cut.len() < name.len() {
+        out.push_str("...");
+    }
+    out
+}
+
 fn bad_param(param: &str, what: &str, got: &Value) -> RouterError {
     // The value is echoed cut (a client's 10 MB string is not sent back).
     let got = got.to_string();
@@ -827,7 +845,7 @@ impl Router {
             return Ok(Target::Deployment(i));
         }
         Err(RouterError::UnknownModel {
-            model: model.to_owned(),
+            model: shown_name(model),
             known: self.model_names(),
         })
     }
