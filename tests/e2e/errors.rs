@@ -171,9 +171,15 @@ async fn an_unknown_model_is_echoed_cut_and_escaped() {
     let err: Value = resp.json().await.unwrap();
     let message = err["error"]["message"].as_str().unwrap();
     assert!(message.len() < 1000, "{} bytes", message.len());
-    assert!(message.contains("model=x\\nINFO forged line éé"), "{message}");
+    assert!(
+        message.contains("model=x\\nINFO forged line éé"),
+        "{message}"
+    );
     assert!(!message.contains('\n'), "{message}");
-    assert!(message.contains("...; available model groups: gpt-4o"), "{message}");
+    assert!(
+        message.contains("...; available model groups: gpt-4o"),
+        "{message}"
+    );
     assert_eq!(err["error"]["code"], "model_not_found");
 }
 

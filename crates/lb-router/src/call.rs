@@ -819,7 +819,10 @@ impl Router {
                     let mut c = Candidate::new(&e.deployment);
                     let elsewhere = remote_of(i);
                     if needs.in_flight {
-                        c.in_flight = e.stats.in_flight() + elsewhere.map_or(0, |r| r.in_flight);
+                        c.in_flight = e
+                            .stats
+                            .in_flight()
+                            .saturating_add(elsewhere.map_or(0, |r| r.in_flight));
                     }
                     if needs.cost {
                         c.cost_per_token = self.cost_per_token(i);

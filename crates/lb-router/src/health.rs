@@ -236,7 +236,10 @@ impl Router {
                 } else {
                     0
                 };
-                (e.deployment.id.clone(), e.stats.in_flight() + elsewhere)
+                (
+                    e.deployment.id.clone(),
+                    e.stats.in_flight().saturating_add(elsewhere),
+                )
             })
             .collect()
     }

@@ -273,7 +273,7 @@ impl StreamState {
     fn combine(&self, u: &mut Usage) {
         u.prompt_tokens = u.prompt_tokens.saturating_sub(self.prefill_tokens);
         u.completion_tokens = u.completion_tokens.saturating_add(self.prefill_tokens);
-        u.total_tokens = u.prompt_tokens + u.completion_tokens;
+        u.total_tokens = u.prompt_tokens.saturating_add(u.completion_tokens);
     }
 
     /// Whether the text delivered so far is still needed: to continue the
@@ -500,6 +500,21 @@ mod tests {
         assert!(s.pass(chunk(json!({"content": "Hello"}))).is_some());
         assert_eq!((s.delivered.as_str(), s.delivered.capacity()), ("", 0));
         assert!(s.text_lost && !s.can_continue());
+    }
+
+    #[test]
+    fn absurd_upstream_usage_saturates_instead_of_overflowing() {
+        let mut s = state(1);
+        s.prefill_tokens = 5;
+        let mut u: Usage = serde_json::from_value(json!({
+            "prompt_tokens": 1e20, "completion_tokens": 1e20, "total_tokens": 0
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        s.combine(&mut u);
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.total_tokens),
+            (u64::MAX - 5, u64::MAX, u64::MAX)
+        );
     }
 
     #[test]
