@@ -57,7 +57,10 @@ impl From<&str> for DeploymentId {
 /// One upstream endpoint serving a model: a provider, a model name, a base
 /// URL and credentials, with the routing settings LiteLLM's `litellm_params`
 /// carry.
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` output shows no secret: the key is redacted, `api_base`
+/// without user, password or query, and `default_params` by their keys only.
+#[derive(Clone)]
 pub struct Deployment {
     /// Unique id.
     pub id: DeploymentId,
@@ -113,6 +116,44 @@ pub struct Deployment {
     /// keys the router does not interpret, e.g. `temperature`), unless the
     /// request sets them itself.
     pub default_params: Map<String, Value>,
+}
+
+impl std::fmt::Debug for Deployment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deployment")
+            .field("id", &self.id)
+            .field("model_group", &self.model_group)
+            .field("provider", &self.provider)
+            .field("model", &self.model)
+            .field(
+                "api_base",
+                &self.api_base.as_deref().map(crate::url_without_credentials),
+            )
+            .field("api_key", &self.api_key)
+            .field("api_version", &self.api_version)
+            .field("weight", &self.weight)
+            .field("rpm", &self.rpm)
+            .field("tpm", &self.tpm)
+            .field("order", &self.order)
+            .field("timeout", &self.timeout)
+            .field("stream_timeout", &self.stream_timeout)
+            .field("num_retries", &self.num_retries)
+            .field("cooldown_time", &self.cooldown_time)
+            .field("supports_prefill", &self.supports_prefill)
+            .field("stream_idle_timeout", &self.stream_idle_timeout)
+            .field("max_parallel_requests", &self.max_parallel_requests)
+            .field("max_budget", &self.max_budget)
+            .field("budget_duration", &self.budget_duration)
+            .field("base_model", &self.base_model)
+            .field("tags", &self.tags)
+            .field("input_cost_per_token", &self.input_cost_per_token)
+            .field("output_cost_per_token", &self.output_cost_per_token)
+            .field(
+                "default_params",
+                &self.default_params.keys().collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 impl Deployment {
@@ -189,6 +230,23 @@ pub struct ModelGroup {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn debug_output_shows_no_credentials() {
+        let mut d = super::Deployment::new("d", "g", "openai", "m");
+        d.api_base = Some("https://user:hunter2@host.example/v1?api-key=sk-q".to_owned());
+        d.api_key = Some(crate::Secret::new("sk-key"));
+        d.default_params.insert(
+            "extra_headers".to_owned(),
+            serde_json::json!({"x-key": "sk-h"}),
+        );
+        let shown = format!("{d:?}");
+        for secret in ["hunter2", "sk-q", "sk-key", "sk-h"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("https://host.example/v1"), "{shown}");
+        assert!(shown.contains("extra_headers"), "{shown}");
+    }
+
     use super::*;
 
     #[test]

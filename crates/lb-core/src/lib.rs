@@ -38,7 +38,7 @@ pub mod types;
 pub use clock::{Clock, ManualClock, SharedClock, Sleep, SystemClock};
 pub use deployment::{Deployment, DeploymentId, ModelGroup};
 pub use error::{ErrorClass, UpstreamError, prefix_within};
-pub use secret::Secret;
+pub use secret::{Secret, url_without_credentials};
 pub use state::{
     ConcurrencyPermit, ConcurrencyStore, CooldownBus, CounterKey, CounterStore, Denied,
     DeploymentLoad, LoadExchange, ParseWindowError, Reservation, Reserve, ReserveError, Reserved,

@@ -20,7 +20,7 @@ pub enum ProviderConfigError {
     /// The base URL is not an http(s) URL.
     #[error("api_base must start with http:// or https://, got \"{api_base}\"")]
     BadApiBase {
-        /// The value given.
+        /// The value given, without what may be a credential.
         api_base: String,
     },
     /// The API key cannot be sent as an HTTP header.

@@ -143,7 +143,7 @@ impl OpenAiCompatible {
             })?;
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(ProviderConfigError::BadApiBase {
-                api_base: base.to_owned(),
+                api_base: lb_core::url_without_credentials(base),
             });
         }
         let mut base = base.trim_end_matches('/').to_owned();

@@ -82,7 +82,10 @@ pub(crate) struct ProtobufExporter {
 impl fmt::Debug for ProtobufExporter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProtobufExporter")
-            .field("endpoint", &self.endpoint.as_str())
+            .field(
+                "endpoint",
+                &lb_core::url_without_credentials(self.endpoint.as_str()),
+            )
             .finish_non_exhaustive()
     }
 }

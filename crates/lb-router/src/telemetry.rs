@@ -63,7 +63,10 @@ pub struct TracingSettings {
 impl fmt::Debug for TracingSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TracingSettings")
-            .field("endpoint", &self.endpoint)
+            .field(
+                "endpoint",
+                &lb_core::url_without_credentials(&self.endpoint),
+            )
             .field("protocol", &self.protocol)
             .field(
                 "headers",
