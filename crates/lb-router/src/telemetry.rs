@@ -431,7 +431,10 @@ impl Telemetry {
         }
         if self.capture {
             let message = serde_json::json!([{"role": "assistant", "content": text}]);
-            out.push(KeyValue::new("gen_ai.output.messages", message.to_string()));
+            out.push(KeyValue::new(
+                "gen_ai.output.messages",
+                captured(message.to_string()),
+            ));
         }
     }
 }
@@ -628,13 +631,42 @@ pub(crate) fn end(cx: &Context) {
 /// Longest requested model name recorded on a span, in bytes.
 const MAX_MODEL_LEN: usize = 256;
 
+/// Most bytes of captured content kept per attribute: a span waits in the
+/// export queue after its request ended, and 2048 of them must not hold a
+/// request body each.
+pub(crate) const MAX_CAPTURED: usize = 256 * 1024;
+
+/// Captured content as JSON, cut to [`MAX_CAPTURED`] bytes (then ending in
+/// `...`, no longer valid JSON).
 fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_default()
+    captured(serde_json::to_string(v).unwrap_or_default())
+}
+
+fn captured(mut s: String) -> String {
+    if s.len() > MAX_CAPTURED {
+        let end = lb_core::prefix_within(&s, MAX_CAPTURED).len();
+        s.truncate(end);
+        s.push_str("...");
+    }
+    s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn captured_content_is_cut_on_a_char_boundary() {
+        let small = json(&serde_json::json!([{"content": "hi"}]));
+        assert_eq!(small, r#"[{"content":"hi"}]"#);
+        let big = json(&serde_json::json!([{"content": "é".repeat(MAX_CAPTURED)}]));
+        assert!(
+            big.ends_with("...") && big.len() <= MAX_CAPTURED + 3,
+            "{}",
+            big.len()
+        );
+        assert!(big.starts_with(r#"[{"content":"éé"#));
+    }
 
     #[test]
     fn trace_id_is_32_lowercase_hex_digits() {
