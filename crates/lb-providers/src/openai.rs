@@ -146,6 +146,17 @@ impl OpenAiCompatible {
                 api_base: lb_core::url_without_credentials(base),
             });
         }
+        // A query in the base (`...?key=k`) goes after the path the
+        // router appends, not before it.
+        let (base, query) = match base.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (base, None),
+        };
+        let with_query = |url: String| match query {
+            Some(q) if url.contains('?') => format!("{url}&{q}"),
+            Some(q) => format!("{url}?{q}"),
+            None => url,
+        };
         let mut base = base.trim_end_matches('/').to_owned();
         if matches!(spec.name, "ollama" | "ollama_chat") && !base.ends_with("/v1") {
             base.push_str("/v1");
@@ -175,8 +186,8 @@ impl OpenAiCompatible {
             }
         };
         let parse = |url: String| {
-            reqwest::Url::parse(&url).map_err(|_| ProviderConfigError::BadApiBase {
-                api_base: base.clone(),
+            reqwest::Url::parse(&with_query(url)).map_err(|_| ProviderConfigError::BadApiBase {
+                api_base: lb_core::url_without_credentials(&base),
             })
         };
         let chat_url = parse(chat_url)?;
@@ -717,6 +728,30 @@ mod tests {
         assert_eq!(name.as_str(), "api-key");
         assert!(value.is_sensitive());
         assert!(!format!("{c:?}").contains("azkey"));
+    }
+
+    #[test]
+    fn a_query_in_api_base_follows_the_path() {
+        let d = Deployment::new("a", "g", "openai_like", "m")
+            .with_api_base("https://gw.example/v1/?key=k1");
+        let c = OpenAiCompatible::new(&HttpClient::new(), &d).unwrap();
+        assert_eq!(
+            c.chat_url.as_str(),
+            "https://gw.example/v1/chat/completions?key=k1"
+        );
+        assert_eq!(
+            c.embeddings_url.as_str(),
+            "https://gw.example/v1/embeddings?key=k1"
+        );
+        assert_eq!(c.api_base, "https://gw.example/v1");
+        let mut d = Deployment::new("a", "g", "azure", "dep")
+            .with_api_base("https://x.openai.azure.com?tenant=t");
+        d.api_version = Some("2024-06-01".into());
+        let c = OpenAiCompatible::new(&HttpClient::new(), &d).unwrap();
+        assert_eq!(
+            c.chat_url.as_str(),
+            "https://x.openai.azure.com/openai/deployments/dep/chat/completions?api-version=2024-06-01&tenant=t"
+        );
     }
 
     #[test]
