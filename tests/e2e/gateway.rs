@@ -305,6 +305,32 @@ async fn azure_deployment_gets_azure_url_and_api_key_header() {
 }
 
 #[tokio::test]
+async fn a_query_in_api_base_follows_the_path_upstream() {
+    // Some gateways take their key in the query (`.../v1?key=...`).
+    let h = Harness::start_with(1, |u| {
+        format!(
+            "model_list:\n  - model_name: gpt-4o\n    litellm_params: {{model: openai_like/m, api_base: \"{}/?key=k1\"}}\n",
+            u[0]
+        )
+    })
+    .await;
+    h.dep(0).record_requests(true);
+    let resp = h
+        .post("/v1/chat/completions", &Harness::chat("gpt-4o"))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let seen = h.dep(0).recorded();
+    assert!(
+        seen[0].path.ends_with("/chat/completions?key=k1"),
+        "{}",
+        seen[0].path
+    );
+    // The key in the query is not shown where the base URL is.
+    let health = h.router.health();
+    assert!(!health[0].api_base.contains("k1"), "{}", health[0].api_base);
+}
+
+#[tokio::test]
 async fn failover_to_another_deployment_on_server_error() {
     // dep-0 is ranked first (by weight, with a fixed seed) and fails once;
     // the retry goes to dep-1 at once.

@@ -204,7 +204,9 @@ impl OpenAiCompatible {
         Ok(Self {
             http: http.client.clone(),
             max_response: http.max_response_bytes,
-            api_base: display_base(&base),
+            // As shown in headers, logs and errors: no user or password (the
+            // query was split off above, the trailing slash trimmed).
+            api_base: lb_core::url_without_credentials(&base),
             chat_url,
             embeddings_url,
             auth,
@@ -306,20 +308,6 @@ impl OpenAiCompatible {
             self.redactor
                 .redact(format!("unreadable {what} from upstream: {e}")),
         )
-    }
-}
-
-/// The base URL as shown in headers, logs and errors: no user, password or query.
-fn display_base(base: &str) -> String {
-    match reqwest::Url::parse(base) {
-        Ok(mut url) => {
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-            url.set_query(None);
-            url.set_fragment(None);
-            url.as_str().trim_end_matches('/').to_owned()
-        }
-        Err(_) => String::new(),
     }
 }
 
